@@ -1,0 +1,25 @@
+# The two set-up commands of the README: `make run` (the workflow on the embedded demo) and
+# `make test`. Both install into .venv first; nothing is reinstalled unless a pin changed.
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: run test install lint clean-results
+
+run: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(ARGS)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint
+
+$(STAMP): requirements.lock pyproject.toml scripts/install.sh
+	bash scripts/install.sh $(VENV)
+	touch $@
+
+clean-results:
+	rm -rf results .snakemake

@@ -1,0 +1,27 @@
+# comcl: CoMCL as a Snakemake workflow. `snakemake --cores all` runs the embedded synthetic demo;
+# `snakemake --cores all --configfile config/paper.yaml` runs the paper configuration on real data.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthesize.smk"
+include: "workflow/rules/index.smk"
+
+
+rule all:
+    input:
+        expand("results/figures/contact_sheet_{name}.png", name=SYNTHETIC),
+        expand(
+            "results/{dataset}/original/{file}",
+            dataset=DATASETS,
+            file=["index.parquet", "summary.json"],
+        ),
+    default_target: True

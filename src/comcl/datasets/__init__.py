@@ -1,0 +1,1 @@
+"""Readers and writers for the public on-disk formats of the datasets."""

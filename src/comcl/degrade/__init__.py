@@ -1,0 +1,1 @@
+"""Image-quality degradations, shared by the synthetic generator and the degradation stage."""

@@ -1,0 +1,255 @@
+"""Build the index of a diagnosis dataset from its public on-disk format.
+
+Every index has the same core columns, whatever the dataset:
+
+``image_id, path, split, patient_id, <label columns>, quality, lesion, level, degraded, degradation,
+width, height``
+
+``quality`` is ``high`` or ``low``; ``lesion`` says whether the image shows disease; ``level`` is one
+of ``L`` (high-quality lesion), ``L~`` (low-quality lesion), ``H`` (high-quality healthy) and ``H~``
+(low-quality healthy); ``degraded``/``degradation`` are set by the degradation stage (here: never).
+The Parquet metadata says how to read the labels: ``task`` (``grading`` or ``multilabel``),
+``label_columns`` and ``num_classes``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from comcl.datasets import chestxray14 as nih
+from comcl.datasets import eyeq
+from comcl.datasets.tables import check_columns, read_csv_checked
+from comcl.errors import DataError
+from comcl.index import quality
+from comcl.index.images import check_images
+from comcl.io import write_json, write_table
+from comcl.parallel import parallel_map
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+LEVELS = ("L", "L~", "H", "H~")
+CORE_COLUMNS = ("image_id", "path", "split", "patient_id")
+STATE_COLUMNS = ("quality", "lesion", "level", "degraded", "degradation", "width", "height")
+
+
+def assign_levels(lesion: pd.Series, low_quality: pd.Series) -> pd.Series:
+    levels = np.select(
+        [lesion & ~low_quality, lesion & low_quality, ~lesion & ~low_quality],
+        ["L", "L~", "H"],
+        default="H~",
+    )
+    return pd.Series(levels, index=lesion.index)
+
+
+def _finish(frame: pd.DataFrame, label_columns: list[str], low_quality: pd.Series, lesion: pd.Series) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["quality"] = np.where(low_quality, "low", "high")
+    frame["lesion"] = lesion.to_numpy(dtype=bool)
+    frame["level"] = assign_levels(frame["lesion"], pd.Series(low_quality.to_numpy(dtype=bool), index=frame.index))
+    frame["degraded"] = False
+    frame["degradation"] = pd.Series([None] * len(frame), dtype="string")
+    extras = [c for c in frame.columns if c not in (*CORE_COLUMNS, *label_columns, *STATE_COLUMNS, "line")]
+    return frame[[*CORE_COLUMNS, *label_columns, *STATE_COLUMNS, *extras]].reset_index(drop=True)
+
+
+def _check_splits(frame: pd.DataFrame, sources: Mapping[str, Path]) -> None:
+    for split in SPLITS:
+        if not (frame["split"] == split).any():
+            raise DataError(f"the {split} split is empty", path=sources[split], hint=f"the {split} split needs at least one image")
+    both = frame[frame["image_id"].duplicated(keep=False)]
+    if not both.empty:
+        image = both["image_id"].iloc[0]
+        raise DataError(
+            f"image {image!r} is in both the train and the test split ({both['image_id'].nunique()} such images)",
+            path=sources["test"],
+            line=int(both["line"].iloc[-1]),
+            hint="an image (and its patient) must belong to one split only",
+        )
+
+
+def index_eyeq(
+    root: Path, labels: Mapping[str, str], images: Mapping[str, str], check: str, workers: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """EyeQ: quality Good is high quality, Usable and Reject low; lesion = DR grade > 0."""
+    parts = []
+    sources = {split: root / labels[split] for split in SPLITS}
+    for split in SPLITS:
+        table = eyeq.read_labels(sources[split])
+        folder = root / images[split]
+        part = pd.DataFrame(
+            {
+                "image_id": table["image"].str.replace(r"\.jpe?g$", "", regex=True),
+                "path": [str(folder / name) for name in table["image"]],
+                "split": split,
+                "patient_id": table["patient_id"],
+                "dr_grade": table["DR_grade"],
+                "eyeq_quality": table["quality"],
+                "eye": table["eye"],
+                "line": table["line"],
+            }
+        )
+        parts.append(check_images(part, check, sources[split], workers))
+    frame = pd.concat(parts, ignore_index=True)
+    _check_splits(frame, sources)
+    frame = _finish(frame, ["dr_grade"], frame["eyeq_quality"] > 0, frame["dr_grade"] > 0)
+    return frame, {"format": "eyeq", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
+
+
+def index_chestxray14(
+    root: Path,
+    data_entry: str,
+    bbox_list: str,
+    split_lists: Mapping[str, str],
+    images: str,
+    quality_csv: str | None,
+    low_quality_share: float,
+    other_findings: str,
+    check: str,
+    workers: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """ChestX-ray14 on the 8 ChestX-ray8 findings, official patient-wise split.
+
+    ``other_findings``: ``negative`` keeps images whose findings are all outside the 8 (as negatives
+    for all 8); ``exclude`` drops them. Quality comes from ``quality_csv`` when given, else from the
+    no-reference score of :mod:`comcl.index.quality`. The box list is checked against Data_Entry
+    here, so that a mismatched release fails now rather than in the detector stage.
+    """
+    entry_path = root / data_entry
+    table = nih.read_data_entry(entry_path)
+    boxes = nih.read_bbox_list(root / bbox_list)
+    stray = boxes[~boxes["image"].isin(table["Image Index"])]
+    if not stray.empty:
+        raise DataError(
+            f"box for image {stray['image'].iloc[0]!r}, which has no row in {entry_path.name} ({len(stray)} such boxes)",
+            path=root / bbox_list,
+            line=int(stray["line"].iloc[0]),
+            hint="use the box list and Data_Entry file of the same release",
+        )
+    sources = {split: root / name for split, name in split_lists.items()}
+    split_of: dict[str, str] = {}
+    for split in SPLITS:
+        for name in nih.read_split_list(sources[split]):
+            if split_of.setdefault(name, split) != split:
+                raise DataError(f"image {name!r} is in both split lists", path=sources[split], hint="an image belongs to one split only")
+    unknown = sorted(set(split_of) - set(table["Image Index"]))
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} images in the split lists have no row in {entry_path.name}, e.g. {unknown[:3]}",
+            path=sources[split_of[unknown[0]]],
+            hint="use the split lists and Data_Entry file of the same release",
+        )
+    unlisted = table[~table["Image Index"].isin(split_of)]
+    if not unlisted.empty:
+        raise DataError(
+            f"{len(unlisted)} images are in no split list, e.g. {unlisted['Image Index'].head(3).tolist()}",
+            path=entry_path,
+            line=int(unlisted["line"].iloc[0]),
+            hint="use the split lists and Data_Entry file of the same release",
+        )
+    task = table["findings"].map(lambda names: {name for name in names if name in nih.TASK_FINDINGS})
+    if other_findings == "exclude":
+        keep = (task.map(len) > 0) | (table["findings"].map(len) == 0)
+        table, task = table[keep], task[keep]
+    elif other_findings != "negative":
+        raise ValueError(f"other_findings must be 'negative' or 'exclude', got {other_findings!r}")
+    folder = root / images
+    frame = pd.DataFrame(
+        {
+            "image_id": table["Image Index"].str.replace(r"\.png$", "", regex=True),
+            "path": [str(folder / name) for name in table["Image Index"]],
+            "split": table["Image Index"].map(split_of),
+            "patient_id": table["Patient ID"].astype(str),
+            **{name: task.map(lambda found, n=name: n in found).astype(bool) for name in nih.TASK_FINDINGS},
+            "finding_labels": table["Finding Labels"],
+            "view_position": table["View Position"],
+            "line": table["line"],
+        }
+    )
+    frame = check_images(frame, check, entry_path, workers)
+    _check_splits(frame, sources)
+    if quality_csv:
+        low = _quality_from_csv(root / quality_csv, frame)
+    else:
+        measured = parallel_map(quality.measure, frame["path"].tolist(), workers, desc="quality score")
+        frame["quality_score"] = quality.score(pd.DataFrame(measured, columns=quality.FEATURES, index=frame.index))
+        low = quality.low_quality(frame["quality_score"], low_quality_share)
+    lesion = frame[list(nih.TASK_FINDINGS)].any(axis=1)
+    frame = _finish(frame, list(nih.TASK_FINDINGS), low, lesion)
+    meta = {"format": "chestxray14", "task": "multilabel", "label_columns": list(nih.TASK_FINDINGS), "num_classes": 8, "boxes": len(boxes)}
+    return frame, meta
+
+
+def _quality_from_csv(path: Path, frame: pd.DataFrame) -> pd.Series:
+    """A user's quality labels: columns ``Image Index`` and ``quality`` (``high``/``low``, or EyeQ's
+    0 Good / 1 Usable / 2 Reject)."""
+    table = read_csv_checked(path, dtype=str, keep_default_na=False)
+    check_columns(table, ("Image Index", "quality"), path, expected_header="Image Index,quality")
+    table["line"] = table.index + 2
+    names = {"high": False, "low": True, "0": False, "1": True, "2": True}
+    bad = ~table["quality"].str.strip().str.lower().isin(names)
+    if bad.any():
+        row = table[bad].iloc[0]
+        raise DataError(f"unknown quality {row['quality']!r}", path=path, line=int(row["line"]), hint="use high/low or 0/1/2")
+    low = dict(zip(table["Image Index"].str.replace(r"\.png$", "", regex=True), table["quality"].str.strip().str.lower().map(names), strict=True))
+    missing = frame.loc[~frame["image_id"].isin(low), "image_id"]
+    if not missing.empty:
+        raise DataError(
+            f"{len(missing)} images have no quality label, e.g. {missing.head(3).tolist()}",
+            path=path,
+            hint="add a row for every image of Data_Entry, or leave quality_csv empty to use the quality score",
+        )
+    return frame["image_id"].map(low).astype(bool)
+
+
+def summarize(frame: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Counts per split and level, and the low-quality share, for people and for later checks."""
+    summary: dict[str, Any] = {**meta, "images": len(frame), "splits": {}}
+    for split, part in frame.groupby("split", sort=False):
+        counts = part["level"].value_counts()
+        summary["splits"][split] = {
+            "images": len(part),
+            "patients": int(part["patient_id"].nunique()),
+            "levels": {level: int(counts.get(level, 0)) for level in LEVELS},
+            "low_quality_share": round(float((part["quality"] == "low").mean()), 4),
+            "lesion_share": round(float(part["lesion"].mean()), 4),
+            "labels": _label_counts(part, meta),
+        }
+    return summary
+
+
+def _label_counts(part: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, int]:
+    if meta["task"] == "grading":
+        column = meta["label_columns"][0]
+        counts = part[column].value_counts()
+        return {str(k): int(counts.get(k, 0)) for k in range(meta["num_classes"])}
+    return {name: int(part[name].sum()) for name in meta["label_columns"]}
+
+
+INDEXERS = {"eyeq": index_eyeq, "chestxray14": index_chestxray14}
+
+
+def build_index(dataset: Mapping[str, Any], check: str, workers: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Index one configured dataset (its config section: ``format``, ``root`` and the format's keys)."""
+    options = dict(dataset)
+    form = options.pop("format")
+    if form not in INDEXERS:
+        raise ValueError(f"unknown dataset format {form!r}; known: {sorted(INDEXERS)}")
+    root = Path(options.pop("root"))
+    return INDEXERS[form](root, check=check, workers=workers, **options)
+
+
+
+def run_index(name: str, dataset: Mapping[str, Any], check: str, workers: int, table: str | Path, summary: str | Path) -> None:
+    """The ``index`` rule: the Parquet index and its JSON summary."""
+    frame, meta = build_index(dataset, check, workers)
+    meta = {"dataset": name, "proportion": "original", **meta}
+    write_table(table, frame, meta)
+    write_json(summary, summarize(frame, meta))
+    log.info("indexed %d %s images: %s", len(frame), name, dict(frame["level"].value_counts()))

@@ -1,0 +1,96 @@
+"""Atomic file output: a killed job never leaves a half-written file under its final name."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+JPEG_QUALITY = 92
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    The temporary file keeps the final suffix so that writers which pick a format from the
+    suffix (Pillow, matplotlib) behave as they would on the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield an empty sibling directory; on success it replaces ``path`` whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame, **kwargs: Any) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **kwargs)
+
+
+def save_image(path: str | Path, image: np.ndarray) -> None:
+    """Write a uint8 grayscale or RGB array; the suffix picks the format (JPEG, PNG, TIFF)."""
+    with atomic_path(path) as tmp:
+        options: dict[str, Any] = {}
+        if tmp.suffix.lower() in {".jpg", ".jpeg"}:
+            options = {"quality": JPEG_QUALITY}
+        elif tmp.suffix.lower() in {".tif", ".tiff"}:
+            options = {"compression": "tiff_lzw"}
+        Image.fromarray(image).save(tmp, **options)
+
+
+def write_table(path: str | Path, frame: pd.DataFrame, metadata: dict[str, Any]) -> None:
+    """Write a Parquet table with JSON ``metadata`` in its schema, so the table describes itself."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[b"comcl"] = json.dumps(metadata).encode()
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(schema_meta), tmp)
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a table written by :func:`write_table`: the frame and its metadata."""
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(b"comcl", b"{}")
+    return table.to_pandas(), json.loads(raw)

@@ -1,0 +1,1 @@
+"""Synthetic datasets written in the public on-disk formats of the real ones."""

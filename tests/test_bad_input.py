@@ -1,0 +1,167 @@
+"""Bad input fails with a message that names the file, the line and what to do; nothing is left half-written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from comcl.errors import DataError
+from comcl.index.build import run_index
+from tests.test_index import CHEST_FILES, EYEQ_LABELS_ONLY
+
+
+@pytest.fixture()
+def eyeq_copy(synthetic_eyeq, tmp_path) -> Path:
+    root = tmp_path / "eyeq"
+    shutil.copytree(synthetic_eyeq[0], root)
+    return root
+
+
+@pytest.fixture()
+def chest_copy(synthetic_chest, tmp_path) -> Path:
+    root = tmp_path / "chest"
+    shutil.copytree(synthetic_chest[0], root)
+    return root
+
+
+def index(root: Path, out: Path, section: dict, check: str = "header") -> None:
+    run_index("dataset", {**section, "root": str(root)}, check, 1, out / "index.parquet", out / "summary.json")
+
+
+def expect_error(root: Path, out: Path, section: dict, *fragments: str, check: str = "header") -> DataError:
+    with pytest.raises(DataError) as caught:
+        index(root, out, section, check)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    assert "What to do:" in message
+    assert not (out / "index.parquet").exists() and not (out / "summary.json").exists()
+    assert not list(out.glob("*.part*")) if out.exists() else True
+    return caught.value
+
+
+def edit_line(path: Path, line: int, old: str, new: str) -> str:
+    lines = path.read_text().splitlines(keepends=True)
+    assert old in lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new)
+    path.write_text("".join(lines))
+    return lines[line - 1]
+
+
+def test_missing_image(eyeq_copy, tmp_path):
+    victim = sorted((eyeq_copy / "train").iterdir())[3]
+    victim.unlink()
+    labels = eyeq_copy / "Label_EyeQ_train.csv"
+    line = next(i for i, text in enumerate(labels.read_text().splitlines(), 1) if victim.name in text)
+    error = expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, str(labels), f"line {line}", victim.name, "missing")
+    assert error.line == line
+
+
+def test_unreadable_image(eyeq_copy, tmp_path):
+    victim = sorted((eyeq_copy / "test").iterdir())[0]
+    victim.write_bytes(b"this is not a JPEG")
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, "Label_EyeQ_test.csv", victim.name, "unreadable")
+
+
+def test_truncated_image_is_caught_by_decode(eyeq_copy, tmp_path):
+    victim = sorted((eyeq_copy / "test").iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[: 600])
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, victim.name, "unreadable", check="decode")
+
+
+def test_missing_column(eyeq_copy, tmp_path):
+    labels = eyeq_copy / "Label_EyeQ_train.csv"
+    edit_line(labels, 1, "DR_grade", "level")
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, str(labels), "line 1", "'DR_grade'", ",image,quality,DR_grade")
+
+
+def test_unknown_grade(eyeq_copy, tmp_path):
+    labels = eyeq_copy / "Label_EyeQ_test.csv"
+    text = labels.read_text().splitlines()[4]
+    edit_line(labels, 5, text, text.rsplit(",", 1)[0] + ",7")
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, str(labels), "line 5", "DR grade", "'7'")
+
+
+def test_unknown_quality(eyeq_copy, tmp_path):
+    labels = eyeq_copy / "Label_EyeQ_train.csv"
+    parts = labels.read_text().splitlines()[2].split(",")
+    edit_line(labels, 3, ",".join(parts), ",".join([*parts[:2], "good", parts[3]]))
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, "line 3", "quality", "'good'")
+
+
+def test_duplicate_image_ids(eyeq_copy, tmp_path):
+    labels = eyeq_copy / "Label_EyeQ_train.csv"
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([*lines, "99," + lines[2].split(",", 1)[1]]) + "\n")
+    name = lines[2].split(",")[1]
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, "listed more than once", name, f"lines 3, {len(lines) + 1}")
+
+
+def test_image_in_both_splits(eyeq_copy, tmp_path):
+    train = (eyeq_copy / "Label_EyeQ_train.csv").read_text().splitlines()
+    test = eyeq_copy / "Label_EyeQ_test.csv"
+    test.write_text(test.read_text() + "99," + train[1].split(",", 1)[1] + "\n")
+    shutil.copy(eyeq_copy / "train" / train[1].split(",")[1], eyeq_copy / "test")
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, "both the train and the test split", str(test))
+
+
+def test_empty_split(eyeq_copy, tmp_path):
+    labels = eyeq_copy / "Label_EyeQ_test.csv"
+    labels.write_text(labels.read_text().splitlines()[0] + "\n")
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, str(labels), "no rows")
+
+
+def test_missing_label_file(eyeq_copy, tmp_path):
+    (eyeq_copy / "Label_EyeQ_train.csv").unlink()
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, "Label_EyeQ_train.csv", "file not found")
+
+
+def test_unknown_finding(chest_copy, tmp_path):
+    entry = chest_copy / "Data_Entry_2017.csv"
+    line = 4
+    old = entry.read_text().splitlines()[line - 1].split(",")[1]
+    edit_line(entry, line, "," + old + ",", ",Pneumonia|Covid,")
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, str(entry), f"line {line}", "'Covid'")
+
+
+def test_chest_missing_column(chest_copy, tmp_path):
+    entry = chest_copy / "Data_Entry_2017.csv"
+    edit_line(entry, 1, "Patient ID", "Patient")
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, str(entry), "'Patient ID'", "Image Index,Finding Labels")
+
+
+def test_chest_duplicate_rows(chest_copy, tmp_path):
+    entry = chest_copy / "Data_Entry_2017.csv"
+    lines = entry.read_text().splitlines()
+    entry.write_text("\n".join([*lines, lines[1]]) + "\n")
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, "listed more than once", f"lines 2, {len(lines) + 1}")
+
+
+def test_chest_bbox_for_unknown_image(chest_copy, tmp_path):
+    boxes = chest_copy / "BBox_List_2017.csv"
+    boxes.write_text(boxes.read_text() + "99999999_000.png,Mass,1,2,30,40\n")
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, str(boxes), "99999999_000.png", "same release")
+
+
+def test_chest_bbox_unknown_finding(chest_copy, tmp_path):
+    boxes = chest_copy / "BBox_List_2017.csv"
+    image = (chest_copy / "Data_Entry_2017.csv").read_text().splitlines()[1].split(",")[0]
+    boxes.write_text(boxes.read_text() + f"{image},Hernia,1,2,30,40\n")
+    n = len(boxes.read_text().splitlines())
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, f"line {n}", "'Hernia'")
+
+
+def test_chest_bad_quality_csv(chest_copy, tmp_path):
+    (chest_copy / "quality.csv").write_text("Image Index,quality\nnot_there.png,low\n")
+    expect_error(chest_copy, tmp_path / "out", {**CHEST_FILES, "quality_csv": "quality.csv"}, "have no quality label", "quality.csv")
+    (chest_copy / "quality.csv").write_text("Image Index,quality\nx.png,medium\n")
+    expect_error(chest_copy, tmp_path / "out", {**CHEST_FILES, "quality_csv": "quality.csv"}, "line 2", "'medium'")
+
+
+def test_chest_image_in_no_split_list(chest_copy, tmp_path):
+    listing = chest_copy / "test_list.txt"
+    names = listing.read_text().splitlines()
+    listing.write_text("\n".join(names[1:]) + "\n")
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, "in no split list", names[0])

@@ -1,0 +1,115 @@
+"""Snakemake end to end on a tiny configuration: synthesize -> index, caching, and the linter."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from comcl.io import read_table
+from tests.conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = {
+    "synthetic": {
+        "eyeq": {"n_train": 8, "n_test": 6, "height": 96, "width": 120},
+        "idrid": {"n_train": 2, "n_test": 2, "height": 96, "width": 144},
+        "chestxray14": {"n_patients": 12, "size": 96},
+    },
+}
+
+
+def snakemake(workdir: Path, *args: str) -> str:
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+               "--configfile", str(workdir / "tiny.yaml"), *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.mark.workflow
+def test_the_default_target_builds_datasets_sheets_and_indexes(workdir):
+    for name in ("eyeq", "idrid", "chestxray14"):
+        assert (workdir / f"results/figures/contact_sheet_{name}.png").stat().st_size > 10_000
+        assert (workdir / f"results/logs/synthesize/{name}.log").exists()
+        assert (workdir / f"results/benchmarks/synthesize/{name}.tsv").exists()
+    assert (workdir / "results/synthetic/idrid/A. Segmentation").is_dir()
+    eyeq, meta = read_table(workdir / "results/eyeq/original/index.parquet")
+    assert len(eyeq) == 14 and meta["dataset"] == "eyeq"
+    chest, meta = read_table(workdir / "results/chestxray14/original/index.parquet")
+    assert meta["task"] == "multilabel" and set(chest["split"]) == {"train", "test"}
+    assert chest["path"].map(lambda p: Path(p).is_file() or (workdir / p).is_file()).all()
+
+
+@pytest.mark.workflow
+def test_nothing_reruns_when_nothing_changed(workdir):
+    assert planned_jobs(snakemake(workdir, "-n")) == {}
+
+
+@pytest.mark.workflow
+def test_an_index_config_change_reruns_only_the_index_rules(workdir):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["index"] = {"check_images": "decode"}
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {"index": 2, "all": 1}
+    before = (workdir / "results/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
+    snakemake(workdir)
+    assert (workdir / "results/figures/contact_sheet_eyeq.png").stat().st_mtime_ns == before
+    assert planned_jobs(snakemake(workdir, "-n")) == {}
+
+
+@pytest.mark.workflow
+def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["synthetic"]["chestxray14"]["n_patients"] = 13
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {"synthesize": 1, "index": 1, "all": 1}
+
+
+def test_the_workflow_lints_clean():
+    result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stderr
+
+
+def test_the_paper_configuration_validates_and_plans_the_real_datasets():
+    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", "config/paper.yaml"], capture_output=True, text=True, cwd=REPO)
+    output = result.stdout + result.stderr
+    assert "data/eyeq" in output, output
+    assert "synthesize" not in output
+
+
+def test_a_bad_config_is_refused_when_the_workflow_loads(tmp_path):
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"index": {"check_images": "sometimes"}}))
+    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "bad.yaml")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert "sometimes" in result.stdout + result.stderr
+
+
+def test_the_schema_fills_in_defaults():
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    assert "labels" not in config["datasets"]["eyeq"]
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    assert config["datasets"]["eyeq"]["labels"] == {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"}
+    assert config["datasets"]["chestxray14"]["other_findings"] == "negative"
+    assert config["synthetic"]["eyeq"]["low_quality_share"] == {"train": 0.334, "test": 0.479}
