@@ -25,7 +25,7 @@ BOX_COLOURS = {
     "MA": "#00e5ff",
     "HE": "#76ff03",
     "EX": "#d500f9",
-    "SE": "#ffffff",
+    "SE": "#ffea00",
     "Atelectasis": "#e6194b",
     "Cardiomegaly": "#3cb44b",
     "Effusion": "#ffe119",
