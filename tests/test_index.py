@@ -81,8 +81,8 @@ def test_real_chest_data_entry_indexes_with_a_quality_file(shared_data, tmp_path
 def test_chest_quality_score_finds_the_degraded_images(synthetic_chest):
     root, truth = synthetic_chest
     frame, _ = build_index({**CHEST_FILES, "root": str(root)}, check="header", workers=1)
-    merged = frame.merge(truth, left_on=frame["image_id"] + ".png", right_on="image")
-    degraded = merged["degradation"].notna().to_numpy()
+    merged = frame.merge(truth, left_on=frame["image_id"] + ".png", right_on="image", suffixes=("", "_truth"))
+    degraded = merged["degradation_truth"].notna().to_numpy()
     assert (merged["quality"] == "low").sum() == round(0.432 * len(merged))
     # Rank-based AUROC of the score separating degraded from clean images.
     ranks = merged["quality_score"].rank().to_numpy()
