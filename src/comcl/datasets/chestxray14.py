@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from comcl.datasets.tables import check_columns, find_duplicates, read_csv_checked
+from comcl.datasets.tables import check_columns, check_unique, read_csv_checked
 from comcl.errors import DataError
 from comcl.io import atomic_path
 
@@ -79,15 +79,7 @@ def read_data_entry(path: str | Path) -> pd.DataFrame:
             )
         findings.append(names)
     frame["findings"] = findings
-    duplicates = find_duplicates(frame, "Image Index")
-    if duplicates:
-        name, lines = duplicates[0]
-        raise DataError(
-            f"image {name!r} is listed more than once (lines {', '.join(map(str, lines))})",
-            path=path,
-            line=lines[1],
-            hint="each image must have exactly one row; remove the duplicates",
-        )
+    check_unique(frame, "Image Index", path)
     return frame
 
 

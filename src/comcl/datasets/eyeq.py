@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from comcl.datasets.tables import check_columns, check_values, find_duplicates, read_csv_checked
+from comcl.datasets.tables import check_columns, check_unique, check_values, read_csv_checked
 from comcl.errors import DataError
 from comcl.io import atomic_path
 
@@ -52,15 +52,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         )
     frame["patient_id"] = names["patient"]
     frame["eye"] = names["eye"]
-    duplicates = find_duplicates(frame, "image")
-    if duplicates:
-        name, lines = duplicates[0]
-        raise DataError(
-            f"image {name!r} is listed more than once (lines {', '.join(map(str, lines))})",
-            path=path,
-            line=lines[1],
-            hint="each image must have exactly one label row; remove the duplicates",
-        )
+    check_unique(frame, "image", path)
     return frame
 
 

@@ -52,7 +52,16 @@ def check_values(
     return values.astype("int8")
 
 
-def find_duplicates(frame: pd.DataFrame, column: str) -> list[tuple[str, list[int]]]:
-    """Each value of ``column`` that occurs more than once, with the lines it occurs on."""
+def check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
+    """Each image once: the first repeated value is reported with every line it occurs on."""
     repeated = frame[frame[column].duplicated(keep=False)]
-    return [(str(value), group["line"].astype(int).tolist()) for value, group in repeated.groupby(column, sort=False)]
+    if repeated.empty:
+        return
+    value = repeated[column].iloc[0]
+    lines = repeated.loc[repeated[column] == value, "line"].astype(int).tolist()
+    raise DataError(
+        f"image {value!r} is listed more than once (lines {', '.join(map(str, lines))})",
+        path=path,
+        line=lines[1],
+        hint="each image must have exactly one row; remove the duplicates",
+    )
