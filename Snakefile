@@ -18,9 +18,9 @@ include: "workflow/rules/index.smk"
 
 rule all:
     input:
-        expand("results/figures/contact_sheet_{name}.png", name=SYNTHETIC),
+        expand(f"{RESULTS}/figures/contact_sheet_{{name}}.png", name=SYNTHETIC),
         expand(
-            "results/{dataset}/original/{file}",
+            f"{RESULTS}/{{dataset}}/original/{{file}}",
             dataset=DATASETS,
             file=["index.parquet", "summary.json"],
         ),

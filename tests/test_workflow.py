@@ -16,10 +16,16 @@ from tests.conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = {
+    "results": "out",
     "synthetic": {
+        "datasets": ["eyeq", "idrid", "chestxray14"],
         "eyeq": {"n_train": 8, "n_test": 6, "height": 96, "width": 120},
         "idrid": {"n_train": 2, "n_test": 2, "height": 96, "width": 144},
         "chestxray14": {"n_patients": 12, "size": 96},
+    },
+    "datasets": {
+        "eyeq": {"format": "eyeq", "root": "out/synthetic/eyeq"},
+        "chestxray14": {"format": "chestxray14", "root": "out/synthetic/chestxray14"},
     },
 }
 
@@ -51,13 +57,13 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.mark.workflow
 def test_the_default_target_builds_datasets_sheets_and_indexes(workdir):
     for name in ("eyeq", "idrid", "chestxray14"):
-        assert (workdir / f"results/figures/contact_sheet_{name}.png").stat().st_size > 10_000
-        assert (workdir / f"results/logs/synthesize/{name}.log").exists()
-        assert (workdir / f"results/benchmarks/synthesize/{name}.tsv").exists()
-    assert (workdir / "results/synthetic/idrid/A. Segmentation").is_dir()
-    eyeq, meta = read_table(workdir / "results/eyeq/original/index.parquet")
+        assert (workdir / f"out/figures/contact_sheet_{name}.png").stat().st_size > 10_000
+        assert (workdir / f"out/logs/synthesize/{name}.log").exists()
+        assert (workdir / f"out/benchmarks/synthesize/{name}.tsv").exists()
+    assert (workdir / "out/synthetic/idrid/A. Segmentation").is_dir()
+    eyeq, meta = read_table(workdir / "out/eyeq/original/index.parquet")
     assert len(eyeq) == 14 and meta["dataset"] == "eyeq"
-    chest, meta = read_table(workdir / "results/chestxray14/original/index.parquet")
+    chest, meta = read_table(workdir / "out/chestxray14/original/index.parquet")
     assert meta["task"] == "multilabel" and set(chest["split"]) == {"train", "test"}
     assert chest["path"].map(lambda p: Path(p).is_file() or (workdir / p).is_file()).all()
 
@@ -73,9 +79,9 @@ def test_an_index_config_change_reruns_only_the_index_rules(workdir):
     config["index"] = {"check_images": "decode"}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {"index": 2, "all": 1}
-    before = (workdir / "results/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
+    before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
     snakemake(workdir)
-    assert (workdir / "results/figures/contact_sheet_eyeq.png").stat().st_mtime_ns == before
+    assert (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns == before
     assert planned_jobs(snakemake(workdir, "-n")) == {}
 
 

@@ -1,3 +1,4 @@
+RESULTS = config["results"]
 DATASETS = list(config["datasets"])
 SYNTHETIC = config["synthetic"]["datasets"]
 

@@ -3,15 +3,15 @@ rule index:
     input:
         root=dataset_root,
     output:
-        table="results/{dataset}/original/index.parquet",
-        summary="results/{dataset}/original/summary.json",
+        table=f"{RESULTS}/{{dataset}}/original/index.parquet",
+        summary=f"{RESULTS}/{{dataset}}/original/summary.json",
     params:
         dataset=lambda wildcards: config["datasets"][wildcards.dataset],
         check_images=config["index"]["check_images"],
     log:
-        "results/logs/index/{dataset}.log",
+        f"{RESULTS}/logs/index/{{dataset}}.log",
     benchmark:
-        "results/benchmarks/index/{dataset}.tsv"
+        f"{RESULTS}/benchmarks/index/{{dataset}}.tsv"
     threads: workflow.cores
     conda:
         "../../envs/comcl.yaml"
