@@ -45,6 +45,12 @@ def test_real_eyeq_labels_reproduce_the_published_counts(shared_data):
     assert frame["width"].isna().all(), "labels-only mode reads no image"
 
 
+def test_exists_mode_checks_files_without_reading_them(synthetic_eyeq):
+    root, truth = synthetic_eyeq
+    frame, _ = build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="exists", workers=1)
+    assert len(frame) == len(truth) and frame["width"].isna().all()
+
+
 def test_synthetic_eyeq_index_matches_the_generator(synthetic_eyeq):
     root, truth = synthetic_eyeq
     frame, meta = build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="decode", workers=1)

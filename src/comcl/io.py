@@ -64,11 +64,6 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def write_csv(path: str | Path, frame: pd.DataFrame, **kwargs: Any) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, **kwargs)
-
-
 def save_image(path: str | Path, image: np.ndarray) -> None:
     """Write a uint8 grayscale or RGB array; the suffix picks the format (JPEG, PNG, TIFF)."""
     with atomic_path(path) as tmp:

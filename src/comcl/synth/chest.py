@@ -21,7 +21,9 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-CHEST_FINDINGS: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax")
+from comcl.datasets.chestxray14 import TASK_FINDINGS
+
+CHEST_FINDINGS: tuple[str, ...] = TASK_FINDINGS
 
 _RIGHT, _LEFT = -1, 1
 # The generator writes a 360 mm field of view; lesion thicknesses in cm follow from their diameters.
