@@ -8,7 +8,8 @@ from pathlib import Path
 class DataError(ValueError):
     """Input that the pipeline cannot use: names the file, the line and what to do about it.
 
-    ``line`` is the 1-based line number as an editor shows it (a CSV header is line 1)."""
+    ``line`` is the 1-based line number as an editor shows it (a CSV header is line 1).
+    """
 
     def __init__(
         self,
