@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthesize.smk"
 include: "workflow/rules/index.smk"
+include: "workflow/rules/degrade.smk"
 
 
 rule all:
@@ -24,4 +25,11 @@ rule all:
             dataset=DATASETS,
             file=["index.parquet", "summary.json"],
         ),
+        expand(
+            f"{RESULTS}/{{dataset}}/{{proportion}}/{{file}}",
+            dataset=DATASETS,
+            proportion=PROPORTIONS,
+            file=["index.parquet", "summary.json"],
+        ),
+        expand(f"{RESULTS}/figures/degradations_{{dataset}}.png", dataset=DATASETS),
     default_target: True

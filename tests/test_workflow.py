@@ -65,7 +65,15 @@ def test_the_default_target_builds_datasets_sheets_and_indexes(workdir):
     assert len(eyeq) == 14 and meta["dataset"] == "eyeq"
     chest, meta = read_table(workdir / "out/chestxray14/original/index.parquet")
     assert meta["task"] == "multilabel" and set(chest["split"]) == {"train", "test"}
-    assert chest["path"].map(lambda p: Path(p).is_file() or (workdir / p).is_file()).all()
+    assert chest["path"].map(lambda p: (workdir / p).is_file()).all()
+    for dataset in ("eyeq", "chestxray14"):
+        assert (workdir / f"out/figures/degradations_{dataset}.png").stat().st_size > 10_000
+        for proportion, share in (("lq70", 0.7), ("lq100", 1.0)):
+            frame, meta = read_table(workdir / f"out/{dataset}/{proportion}/index.parquet")
+            assert meta["proportion"] == proportion
+            for _, part in frame.groupby("split"):
+                assert (part["quality"] == "low").sum() == round(share * len(part))
+            assert frame["path"].map(lambda p: (workdir / p).is_file()).all()
 
 
 @pytest.mark.workflow
@@ -74,11 +82,11 @@ def test_nothing_reruns_when_nothing_changed(workdir):
 
 
 @pytest.mark.workflow
-def test_an_index_config_change_reruns_only_the_index_rules(workdir):
+def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(workdir):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["index"] = {"check_images": "decode"}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"index": 2, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"index": 2, "degrade": 4, "degradation_gallery": 2, "all": 1}
     before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
     snakemake(workdir)
     assert (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns == before
@@ -90,7 +98,18 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["synthetic"]["chestxray14"]["n_patients"] = 13
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"synthesize": 1, "index": 1, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {
+        "synthesize": 1, "index": 1, "degrade": 2, "degradation_gallery": 1, "all": 1
+    }
+
+
+@pytest.mark.workflow
+def test_a_new_proportion_adds_its_jobs_and_reruns_nothing_else(workdir):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["synthetic"]["chestxray14"]["n_patients"] = 12
+    config["degrade"] = {"proportions": [0.7, 0.85, 1.0]}
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {"degrade": 2, "all": 1}
 
 
 def test_the_workflow_lints_clean():

@@ -151,3 +151,9 @@ def degrade_chest(image: np.ndarray, kinds: Sequence[str], rng: np.random.Genera
         if kind in kinds:
             degraded, params[kind] = _APPLY[kind](degraded, scale, rng)
     return np.clip(np.rint(degraded), 0, 255).astype(np.uint8), params
+
+
+def random_chest_kinds(rng: np.random.Generator) -> list[str]:
+    """One or two distinct kinds, as a poor film usually has one or two faults."""
+    count = int(rng.integers(1, 3))
+    return [str(kind) for kind in rng.choice(CHEST_DEGRADATIONS, size=count, replace=False)]

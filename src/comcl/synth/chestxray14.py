@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from comcl.datasets import chestxray14 as nih
-from comcl.degrade.chest import CHEST_DEGRADATIONS, degrade_chest
+from comcl.degrade.chest import degrade_chest, random_chest_kinds
 from comcl.io import save_image
 from comcl.parallel import item_seeds, parallel_map
 from comcl.synth.chest import render_chest
@@ -88,9 +88,7 @@ def _render(job: _Job, root: Path, size: int) -> dict[str, Any]:
     rendering = render_chest(size, job.findings, rng)
     image, degradation = rendering.image, None
     if job.degrade:
-        count = int(rng.integers(1, 3))
-        kinds = [str(kind) for kind in rng.choice(CHEST_DEGRADATIONS, size=count, replace=False)]
-        image, degradation = degrade_chest(image, kinds, rng)
+        image, degradation = degrade_chest(image, random_chest_kinds(rng), rng)
     file = f"{nih.IMAGES_DIR}/{job.image}"
     save_image(root / file, image)
     return {

@@ -1,0 +1,185 @@
+"""The degradation gallery: a few high-quality images of a dataset before and after each
+degradation type, so that a person can see what each type does to a real image.
+
+One row per image, one column per degradation type after the original (for EyeQ the seven
+combinations of :data:`~comcl.degrade.fundus.FUNDUS_DEGRADATION_TYPES`, for ChestX-ray14 each of
+:data:`~comcl.degrade.chest.CHEST_DEGRADATIONS` alone). The images are chosen with the seed, and
+each cell is degraded with its own generator seeded by (seed, row, column), so the figure is the
+same for the same index and seed, and changing one cell's draws changes no other.
+
+Images larger than the degradation model's reference size (512 px high for fundus photographs,
+256 px on the longest side for radiographs) are shrunk to it first. Both models scale their lengths
+with the image, so this shows the same degradation as at full size, at the resolution the figure
+can show: a radiograph's grid stripes and noise would otherwise be averaged away by the figure's
+downsampling. Lengths in the captions are in pixels of the image as shown; its size is under the
+original.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image, UnidentifiedImageError
+
+from comcl.degrade.chest import CHEST_DEGRADATIONS, degrade_chest
+from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, REFERENCE_HEIGHT, degrade_fundus, estimate_fov_mask
+from comcl.errors import DataError
+from comcl.io import atomic_path
+
+# Per format: the PIL mode images are read in and the degradation types, one per column.
+_FORMATS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
+    "eyeq": ("RGB", FUNDUS_DEGRADATION_TYPES),
+    "chestxray14": ("L", tuple((kind,) for kind in CHEST_DEGRADATIONS)),
+}
+_CHEST_REFERENCE_SIZE = 256
+
+CELL_WIDTH = 1.9  # inches per column; a row is as high as its images need at that width
+CAPTION_HEIGHT = 0.75  # inches under each row's images (up to four caption lines) and above (titles)
+TITLE_HEIGHT = 0.4
+DPI = 110
+# No "Software" entry (it names the matplotlib version): the same figure gives the same bytes.
+PNG_METADATA: dict[str, Any] = {"Software": None}
+
+
+def draw_gallery(index: pd.DataFrame, meta: Mapping[str, Any], path: str | Path, seed: int, n_images: int = 3) -> None:
+    """Draw ``n_images`` high-quality images of ``index`` (fewer if it has fewer), each as it is
+    and after every degradation type of ``meta["format"]``, and save the figure as a PNG at ``path``.
+
+    ``index`` needs the columns ``image_id``, ``path`` and ``quality``; where a ``lesion`` column
+    has both values among the high-quality images, rows alternate between lesion and healthy.
+    """
+    form = meta.get("format")
+    if form not in _FORMATS:
+        raise ValueError(f"unknown dataset format {form!r}; the gallery knows {sorted(_FORMATS)}")
+    if n_images < 1:
+        raise ValueError(f"n_images must be at least 1, got {n_images}")
+    mode, types = _FORMATS[form]
+    dataset = meta.get("dataset") or form
+    rows = _choose(index, n_images, np.random.default_rng(seed), dataset)
+
+    images = [_load(Path(str(record["path"])), mode, form) for _, record in rows.iterrows()]
+    aspect = max(image.shape[0] / image.shape[1] for image in images)
+    ncols = 1 + len(types)
+    row_height = 0.92 * CELL_WIDTH * aspect + CAPTION_HEIGHT
+    fig = Figure(figsize=(CELL_WIDTH * ncols, row_height * len(rows) + TITLE_HEIGHT))
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (axes_row, image, (_, record)) in enumerate(zip(axes, images, rows.iterrows(), strict=True)):
+        fov = estimate_fov_mask(image) if form == "eyeq" else None
+        if fov is not None and not fov.any():
+            raise DataError(
+                "no field of view found: the image is black",
+                path=record["path"],
+                hint="check the image file, or drop it from the dataset",
+            )
+        _show(axes_row[0], image, f"{image.shape[1]}×{image.shape[0]} px")
+        axes_row[0].set_ylabel(_row_label(record), fontsize=7)
+        for c, (ax, kinds) in enumerate(zip(axes_row[1:], types, strict=True), start=1):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, r, c]))
+            if fov is not None:
+                degraded, params = degrade_fundus(image, fov, kinds, rng)
+            else:
+                degraded, params = degrade_chest(image, kinds, rng)
+            _show(ax, degraded, _caption(params))
+        if r == 0:
+            axes_row[0].set_title("original", fontsize=8)
+            for ax, kinds in zip(axes_row[1:], types, strict=True):
+                ax.set_title("+".join(kinds), fontsize=8)
+    fig.suptitle(f"{dataset}: each degradation type on the same high-quality images", fontsize=11)
+    fig.tight_layout()  # makes room for the suptitle itself
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png", metadata=PNG_METADATA)
+
+
+def _choose(index: pd.DataFrame, n_images: int, rng: np.random.Generator, dataset: str) -> pd.DataFrame:
+    """Up to ``n_images`` high-quality rows in a random order, alternating lesion and healthy
+    while both last when the index says which is which."""
+    missing = [column for column in ("image_id", "path", "quality") if column not in index.columns]
+    if missing:
+        raise ValueError(f"the index lacks the column(s) {missing}")
+    high = index[index["quality"] == "high"]
+    if high.empty:
+        raise DataError(
+            f"the index of {dataset} has no high-quality image "
+            f"({f'{len(index)} images, all low quality' if len(index) else 'it is empty'}), "
+            "so the degradation gallery has nothing to show",
+            hint="the gallery degrades high-quality images: check the dataset's quality labels "
+            "(EyeQ 'Good'; ChestX-ray14 'high' in the quality CSV or the quality score's threshold)",
+        )
+    positions = rng.permutation(len(high))
+    if "lesion" in high.columns and high["lesion"].nunique() == 2:
+        lesion = high["lesion"].to_numpy(dtype=bool)[positions]
+        pools = [list(positions[lesion]), list(positions[~lesion])]
+        order: list[int] = []
+        while len(order) < min(n_images, len(high)):
+            for pool in pools:
+                if pool and len(order) < n_images:
+                    order.append(pool.pop(0))
+        positions = np.array(order)
+    return high.iloc[positions[:n_images]]
+
+
+def _load(path: Path, mode: str, form: str) -> np.ndarray:
+    try:
+        with Image.open(path) as opened:
+            image = np.asarray(opened.convert(mode))
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
+        raise DataError(
+            f"cannot read the image: {error}",
+            path=path,
+            hint="replace the file, or re-index with index: check_images: decode to find every such image",
+        ) from error
+    height, width = image.shape[:2]
+    scale = REFERENCE_HEIGHT / height if form == "eyeq" else _CHEST_REFERENCE_SIZE / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image)
+
+
+def _show(ax: Any, image: np.ndarray, caption: str) -> None:
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel(caption, fontsize=6, linespacing=1.1)
+
+
+def _row_label(record: pd.Series) -> str:
+    label = str(record["image_id"])
+    if "lesion" in record.index and pd.notna(record["lesion"]):
+        label += "\n" + ("lesion" if bool(record["lesion"]) else "healthy")
+    return label
+
+
+def _illumination(p: Mapping[str, Any]) -> str:
+    extras = " + ".join(name for name in ("halo", "hole") if name in p)
+    return f"brightness ×{p['brightness']:.2f}, contrast ×{p['contrast']:.2f}\n{extras}"
+
+
+def _exposure(p: Mapping[str, Any]) -> str:
+    return f"{p['direction']}-exposed, γ {p['gamma']:.2f}, {p['offset']:+.0f} grey"
+
+
+# The key drawn values of each kind, short enough for a caption line or two.
+_CAPTIONS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "illumination": _illumination,
+    "spot": lambda p: f"{len(p['spots'])} spots",
+    "blur": lambda p: f"blur σ {p['sigma']:.1f} px",
+    "noise": lambda p: f"{p['photons']:.0f} photons, electronic σ {p['electronic']:.1f}",
+    "contrast": lambda p: f"contrast ×{p['factor']:.2f}",
+    "exposure": _exposure,
+    "motion": lambda p: f"{p['length']:.1f} px at {p['angle']:.0f}°",
+    "grid": lambda p: f"period {p['period']:.1f} px at {p['angle']:.0f}°, ±{p['amplitude']:.0f} grey",
+}
+
+
+def _caption(params: Mapping[str, Any]) -> str:
+    kinds: Sequence[str] = [kind for kind in params if kind != "type"]
+    return "\n".join(_CAPTIONS[kind](params[kind]) for kind in kinds if kind in _CAPTIONS)
