@@ -38,7 +38,7 @@ def expect_error(root: Path, out: Path, section: dict, *fragments: str, check: s
         assert fragment in message, f"{fragment!r} not in:\n{message}"
     assert "What to do:" in message
     assert not (out / "index.parquet").exists() and not (out / "summary.json").exists()
-    assert not list(out.glob("*.part*")) if out.exists() else True
+    assert not out.exists() or not list(out.glob(".*.part*"))
     return caught.value
 
 
