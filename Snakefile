@@ -15,6 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synthesize.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/degrade.smk"
+include: "workflow/rules/detector.smk"
+include: "workflow/rules/patches.smk"
 
 
 rule all:
@@ -32,4 +34,17 @@ rule all:
             file=["index.parquet", "summary.json"],
         ),
         expand(f"{RESULTS}/figures/degradations_{{dataset}}.png", dataset=DATASETS),
+        expand(f"{RESULTS}/{{dataset}}/detector/metrics.json", dataset=DATASETS),
+        expand(
+            f"{RESULTS}/{{dataset}}/{{version}}/patches.{{ext}}",
+            dataset=DATASETS,
+            version=VERSIONS,
+            ext=["parquet", "json"],
+        ),
+        expand(
+            f"{RESULTS}/figures/patch_{{kind}}_{{dataset}}_{{version}}.png",
+            kind=["windows", "mosaic"],
+            dataset=DATASETS,
+            version=VERSIONS,
+        ),
     default_target: True

@@ -52,3 +52,12 @@ def test_installed_packages_are_the_locked_versions():
             mismatched[name] = (version, installed)
     assert not mismatched, f"installed versions differ from requirements.lock (run scripts/install.sh): {mismatched}"
     assert "opencv-python" not in {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
+
+
+def test_the_conda_post_deploy_script_builds_the_pinned_mmcv_with_the_locked_build_tools():
+    script = (REPO / "envs" / "comcl.post-deploy.sh").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    mmcv = parse_pins(project["dependencies"])["mmcv"]
+    assert f"--no-build-isolation mmcv=={mmcv}" in script
+    installed = re.search(r"pip install --no-deps ((?:\S+==\S+ ?)+)\n", script).group(1).split()
+    assert parse_pins(installed) == {name: version for name, version in lock().items() if name in BUILD_ONLY}

@@ -1,7 +1,8 @@
-"""Snakemake end to end on a tiny configuration: synthesize -> index, caching, and the linter."""
+"""Snakemake end to end on a tiny configuration: synthesize -> patch store, caching, and the linter."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import yaml
 from snakemake.utils import validate
 
 from comcl.io import read_table
+from comcl.patches.store import PatchDataset
 from tests.conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -21,12 +23,25 @@ TINY = {
         "datasets": ["eyeq", "idrid", "chestxray14"],
         "eyeq": {"n_train": 8, "n_test": 6, "height": 96, "width": 120},
         "idrid": {"n_train": 2, "n_test": 2, "height": 96, "width": 144},
-        "chestxray14": {"n_patients": 12, "size": 96},
+        "chestxray14": {"n_patients": 12, "size": 96, "bbox_share": 1.0},
     },
     "datasets": {
         "eyeq": {"format": "eyeq", "root": "out/synthetic/eyeq"},
         "chestxray14": {"format": "chestxray14", "root": "out/synthetic/chestxray14"},
     },
+    "detector": {
+        "annotations": {"eyeq": {"format": "idrid", "root": "out/synthetic/idrid"}},
+        "model": "faster_rcnn_r18_fpn_small",
+        "scale": [144, 96],
+        "iterations": 4,
+        "batch_size": 2,
+        "warmup_iterations": 2,
+        "checkpoint_interval": 2,
+        "workers": 0,
+        "pretrained": None,
+    },
+    "detect": {"workers": 0},
+    "patches": {"size": 32, "conf": 0.05, "k": 2},
 }
 
 
@@ -55,7 +70,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.workflow
-def test_the_default_target_builds_datasets_sheets_and_indexes(workdir):
+def test_the_default_target_builds_datasets_sheets_indexes_detectors_and_patch_stores(workdir):
     for name in ("eyeq", "idrid", "chestxray14"):
         assert (workdir / f"out/figures/contact_sheet_{name}.png").stat().st_size > 10_000
         assert (workdir / f"out/logs/synthesize/{name}.log").exists()
@@ -74,6 +89,18 @@ def test_the_default_target_builds_datasets_sheets_and_indexes(workdir):
             for _, part in frame.groupby("split"):
                 assert (part["quality"] == "low").sum() == round(share * len(part))
             assert frame["path"].map(lambda p: (workdir / p).is_file()).all()
+        metrics = json.loads((workdir / f"out/{dataset}/detector/metrics.json").read_text())
+        assert 0 <= metrics["mAP"] <= 1
+        for version in ("original", "lq70", "lq100"):
+            index, _ = read_table(workdir / f"out/{dataset}/{version}/index.parquet")
+            store = PatchDataset(workdir / f"out/{dataset}/{version}/patches.parquet")
+            summary = json.loads((workdir / f"out/{dataset}/{version}/patches.json").read_text())
+            assert len(store) == summary["patches"] > 0
+            healthy = index[index["level"].isin(["H", "H~"])]
+            assert set(healthy["image_id"]) <= set(store.index["image_id"])  # 96 px images: always room for 32 px windows
+            assert store[0].shape == (32, 32, 3 if dataset == "eyeq" else 1)
+            for kind in ("windows", "mosaic"):
+                assert (workdir / f"out/figures/patch_{kind}_{dataset}_{version}.png").stat().st_size > 10_000
 
 
 @pytest.mark.workflow
@@ -86,7 +113,9 @@ def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["index"] = {"check_images": "decode"}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"index": 2, "degrade": 4, "degradation_gallery": 2, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {
+        "index": 2, "degrade": 4, "degradation_gallery": 2, "detect": 6, "patches": 6, "patch_figures": 6, "all": 1
+    }
     before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
     snakemake(workdir)
     assert (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns == before
@@ -99,7 +128,8 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
     config["synthetic"]["chestxray14"]["n_patients"] = 13
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "synthesize": 1, "index": 1, "degrade": 2, "degradation_gallery": 1, "all": 1
+        "synthesize": 1, "index": 1, "degrade": 2, "degradation_gallery": 1,
+        "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "all": 1,
     }
 
 
@@ -109,7 +139,16 @@ def test_a_new_proportion_adds_its_jobs_and_reruns_nothing_else(workdir):
     config["synthetic"]["chestxray14"]["n_patients"] = 12
     config["degrade"] = {"proportions": [0.7, 0.85, 1.0]}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"degrade": 2, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"degrade": 2, "detect": 2, "patches": 2, "patch_figures": 2, "all": 1}
+
+
+@pytest.mark.workflow
+def test_a_patch_config_change_reruns_only_the_patch_stage(workdir):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["degrade"] = {"proportions": [0.7, 1.0]}
+    config["patches"]["k"] = 3
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {"patches": 6, "patch_figures": 6, "all": 1}
 
 
 def test_the_workflow_lints_clean():
@@ -138,3 +177,11 @@ def test_the_schema_fills_in_defaults():
     assert config["datasets"]["eyeq"]["labels"] == {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"}
     assert config["datasets"]["chestxray14"]["other_findings"] == "negative"
     assert config["synthetic"]["eyeq"]["low_quality_share"] == {"train": 0.334, "test": 0.479}
+
+
+def test_a_fundus_dataset_without_lesion_boxes_is_refused_with_what_to_set(tmp_path):
+    config = dict(TINY, detector={"annotations": {"eyeq": {"format": "idrid", "root": ""}}})  # merged over the demo's
+    (tmp_path / "no_boxes.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "no_boxes.yaml")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert "detector.annotations.eyeq lacks root" in result.stdout + result.stderr

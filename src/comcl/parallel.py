@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
@@ -26,6 +28,35 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int, d
     chunksize = max(1, len(items) // (workers * 8))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(tqdm(pool.map(function, items, chunksize=chunksize), **bar))
+
+
+def parallel_stream(function: Callable[[T], R], items: Iterable[T], total: int, workers: int, desc: str, window: int = 64) -> Iterator[R]:
+    """Like :func:`parallel_map`, but yields results one by one, taking items from the iterable only as
+    workers need them (at most ``window`` in flight), so that memory stays bounded however many
+    items there are; ``total`` is for the progress bar."""
+    workers = max(1, min(workers, total, os.cpu_count() or 1))
+    with tqdm(total=total, desc=desc, unit="img", mininterval=1.0, disable=None) as bar:
+        if workers == 1:
+            for item in items:
+                yield function(item)
+                bar.update()
+            return
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending: deque = deque()
+            for item in items:
+                pending.append(pool.submit(function, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+                    bar.update()
+            while pending:
+                yield pending.popleft().result()
+                bar.update()
+
+
+def image_seed(seed: int, image_id: str) -> np.random.SeedSequence:
+    """A seed that depends only on ``seed`` and the image: the same image draws the same numbers in every
+    dataset version and whatever else is in the dataset."""
+    return np.random.SeedSequence([seed, zlib.crc32(image_id.encode())])
 
 
 def item_seeds(seed: int, stream: str, count: int) -> list[np.random.SeedSequence]:

@@ -1,3 +1,5 @@
+from snakemake.exceptions import WorkflowError
+
 RESULTS = config["results"]
 DATASETS = list(config["datasets"])
 SYNTHETIC = config["synthetic"]["datasets"]
@@ -14,3 +16,34 @@ wildcard_constraints:
 
 def dataset_root(wildcards):
     return config["datasets"][wildcards.dataset]["root"]
+
+
+NIH_BOX_KEYS = ["root", "bbox_list", "data_entry", "images"]
+
+# A dataset version: the original proportion of low-quality images, or a degraded one.
+VERSIONS = ["original", *PROPORTIONS]
+
+
+wildcard_constraints:
+    version="|".join(VERSIONS),
+
+
+def lesion_source(dataset):
+    """Where a dataset's detector gets its lesion boxes: `detector.annotations`, else its own box list."""
+    entry = config["datasets"][dataset]
+    given = config["detector"]["annotations"].get(dataset, {"format": entry["format"]})
+    own = {key: entry.get(key) for key in NIH_BOX_KEYS} if entry["format"] == "chestxray14" else {}
+    source = {**own, **given} if given["format"] == "chestxray14" else dict(given)
+    needed = NIH_BOX_KEYS if source["format"] == "chestxray14" else ["root"]
+    missing = [key for key in needed if not source.get(key)]
+    if missing:
+        raise WorkflowError(
+            f"detector.annotations.{dataset} lacks {', '.join(missing)}: the detector of {dataset} needs lesion "
+            "boxes, e.g. {format: idrid, root: <folder holding 'A. Segmentation'>}"
+        )
+    return source
+
+
+LESION_SOURCES = {name: lesion_source(name) for name in DATASETS}
+_model = config["detector"]["model"]
+DETECTOR_MODEL = _model if _model.endswith(".py") else str(Path(workflow.basedir) / "config" / "detector" / f"{_model}.py")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus, estim
 from comcl.errors import DataError
 from comcl.index.build import assign_levels, summarize
 from comcl.io import atomic_directory, read_table, save_image, write_json, write_table
-from comcl.parallel import parallel_map
+from comcl.parallel import image_seed, parallel_map
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +34,6 @@ log = logging.getLogger(__name__)
 def proportion_name(target: float) -> str:
     """The ``{proportion}`` wildcard of a target share: 0.7 -> ``lq70``."""
     return f"lq{round(target * 100)}"
-
-
-def image_seed(seed: int, image_id: str) -> np.random.SeedSequence:
-    return np.random.SeedSequence([seed, zlib.crc32(image_id.encode())])
 
 
 def select(frame: pd.DataFrame, target: float, splits: Iterable[str], seed: int) -> pd.Index:

@@ -1,0 +1,1 @@
+"""The lesion detector: lesion boxes as COCO files, MMDetection training, inference."""

@@ -1,0 +1,198 @@
+"""Lesion boxes for the detector, as COCO files with train and test splits.
+
+Fundus: IDRiD's pixel masks, one box per 8-connected component per lesion class (MA, HE, EX, SE),
+components smaller than ``min_area`` pixels dropped (single stray pixels of the annotation tool).
+An image without a mask of a class simply has no box of it. Chest: the boxes of NIH's
+BBox_List_2017.csv. The official split lists put nearly all of those images in the test list, so
+the detector's own train/test split is drawn here, patient-wise, with a seed.
+
+COCO ``file_name`` values are the image paths as configured (relative to the workflow's working
+directory unless absolute), so the detector reads exactly the files the index points at.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy import ndimage
+
+from comcl.datasets import chestxray14 as nih
+from comcl.datasets import idrid
+from comcl.errors import DataError
+from comcl.index.images import check_images
+from comcl.io import write_json
+
+log = logging.getLogger(__name__)
+
+LESION_CLASSES = {"idrid": ("MA", "HE", "EX", "SE"), "chestxray14": nih.TASK_FINDINGS}
+SPLITS = ("train", "test")
+_EIGHT_CONNECTED = np.ones((3, 3), bool)
+
+
+def mask_boxes(mask: np.ndarray, min_area: int) -> list[tuple[int, int, int, int, int]]:
+    """``(x, y, w, h, area)`` of each 8-connected component of a boolean mask, in raster order."""
+    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        return []
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    boxes = []
+    for (rows, cols), area in zip(ndimage.find_objects(labels), areas, strict=True):
+        if area >= min_area:
+            boxes.append((cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start, int(area)))
+    return boxes
+
+
+def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """A lesion mask as booleans; any non-zero pixel is lesion (IDRiD's red reads as 76 in grey)."""
+    try:
+        with Image.open(path) as opened:
+            mask = np.asarray(opened.convert("L")) > 0
+    except (OSError, SyntaxError) as error:
+        raise DataError(f"cannot read mask ({error})", path=path, hint="replace the file from the IDRiD download") from error
+    if mask.shape[::-1] != size:
+        raise DataError(
+            f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}",
+            path=path,
+            hint="masks and images must come from the same IDRiD release",
+        )
+    return mask
+
+
+def _idrid_images(root: Path, split: str) -> pd.DataFrame:
+    folder = idrid.image_path(root, split, 1).parent
+    if not folder.is_dir():
+        raise DataError(
+            "IDRiD image folder not found",
+            path=folder,
+            hint=f"point the detector annotations at the extracted IDRiD folder that contains '{idrid.SEGMENTATION_DIR}'",
+        )
+    files = sorted(folder.glob("IDRiD_*.jpg"))
+    if not files:
+        raise DataError("no IDRiD_NN.jpg images in the folder", path=folder, hint="extract the IDRiD archive completely")
+    frame = pd.DataFrame({"path": [str(file) for file in files], "line": 0})
+    return check_images(frame, "header", folder, workers=1)
+
+
+def idrid_boxes(root: str | Path, min_area: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """IDRiD's official split: ``(images, boxes)`` frames (see :func:`coco` for the columns)."""
+    root = Path(root)
+    images, boxes = [], []
+    for split in SPLITS:
+        found = _idrid_images(root, split)
+        found["split"] = split
+        images.append(found)
+        for path, width, height in found[["path", "width", "height"]].itertuples(index=False):
+            number = int(Path(path).stem.split("_")[1])
+            for name in LESION_CLASSES["idrid"]:
+                mask_file = idrid.mask_path(root, split, name, number)
+                if mask_file.is_file():
+                    for x, y, w, h, area in mask_boxes(read_mask(mask_file, (width, height)), min_area):
+                        boxes.append((path, name, x, y, w, h, area))
+    return pd.concat(images, ignore_index=True), pd.DataFrame(boxes, columns=["path", "label", "x", "y", "w", "h", "area"])
+
+
+def nih_boxes(dataset: Mapping[str, Any], test_share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The BBox list's images, split patient-wise into ``test_share`` test and the rest train."""
+    root = Path(dataset["root"])
+    listed = nih.read_bbox_list(root / dataset["bbox_list"])
+    if listed.empty:
+        raise DataError("the box list has no boxes", path=root / dataset["bbox_list"], hint="the detector needs lesion boxes to train")
+    entry = nih.read_data_entry(root / dataset["data_entry"]).set_index("Image Index")
+    unknown = listed[~listed["image"].isin(entry.index)]
+    if not unknown.empty:
+        raise DataError(
+            f"box for image {unknown['image'].iloc[0]!r}, which has no row in {dataset['data_entry']}",
+            path=root / dataset["bbox_list"],
+            line=int(unknown["line"].iloc[0]),
+            hint="use the box list and Data_Entry file of the same release",
+        )
+    names = listed["image"].drop_duplicates()
+    patients = entry.loc[names, "Patient ID"].astype(str)
+    order = np.random.default_rng(seed).permutation(sorted(patients.unique()))
+    test_patients = set(order[: max(1, round(test_share * len(order)))]) if len(order) > 1 else set()
+    images = pd.DataFrame(
+        {
+            "path": [str(root / dataset["images"] / name) for name in names],
+            "split": ["test" if patient in test_patients else "train" for patient in patients],
+            "line": 0,
+        }
+    )
+    images = check_images(images, "header", root / dataset["data_entry"], workers=1)
+    paths = listed["image"].map(lambda name: str(root / dataset["images"] / name))
+    boxes = pd.DataFrame({"path": paths, "label": listed["finding"], **{k: listed[k] for k in "xywh"}})
+    boxes["area"] = boxes["w"] * boxes["h"]
+    return images, boxes
+
+
+def coco(images: pd.DataFrame, boxes: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, Any]:
+    """One split as a COCO detection dict (``images``: path, width, height; ``boxes``: path, label, x, y, w, h, area)."""
+    image_ids = {path: number for number, path in enumerate(images["path"], start=1)}
+    category = {name: number for number, name in enumerate(classes, start=1)}
+    inside = boxes[boxes["path"].isin(image_ids)]
+    return {
+        "images": [
+            {"id": image_ids[path], "file_name": path, "width": int(width), "height": int(height)}
+            for path, width, height in images[["path", "width", "height"]].itertuples(index=False)
+        ],
+        "annotations": [
+            {
+                "id": number,
+                "image_id": image_ids[row.path],
+                "category_id": category[row.label],
+                "bbox": [float(row.x), float(row.y), float(row.w), float(row.h)],
+                "area": float(row.area),
+                "iscrowd": 0,
+            }
+            for number, row in enumerate(inside.itertuples(index=False), start=1)
+        ],
+        "categories": [{"id": number, "name": name} for name, number in category.items()],
+    }
+
+
+def lesion_annotations(source: Mapping[str, Any], min_area: int, test_share: float, seed: int) -> tuple[dict[str, dict], dict[str, Any]]:
+    """COCO dicts per split for an annotation ``source`` (``format``: idrid | chestxray14), and a summary."""
+    if source["format"] == "idrid":
+        images, boxes = idrid_boxes(source["root"], min_area)
+    elif source["format"] == "chestxray14":
+        images, boxes = nih_boxes(source, test_share, seed)
+    else:
+        raise ValueError(f"unknown lesion annotation format {source['format']!r}")
+    classes = LESION_CLASSES[source["format"]]
+    splits = {split: coco(images[images["split"] == split], boxes, classes) for split in SPLITS}
+    for split, content in splits.items():
+        if not content["annotations"]:
+            raise DataError(
+                f"no lesion boxes in the {split} split ({len(content['images'])} images)",
+                path=source["root"],
+                hint="the detector needs boxes in both splits: check the masks / box list, or lower min_area",
+            )
+    summary = {
+        "format": source["format"],
+        "classes": list(classes),
+        **{
+            split: {
+                "images": len(content["images"]),
+                "boxes": {name: sum(a["category_id"] == i + 1 for a in content["annotations"]) for i, name in enumerate(classes)},
+            }
+            for split, content in splits.items()
+        },
+    }
+    return splits, summary
+
+
+def write_lesion_annotations(
+    source: Mapping[str, Any], min_area: int, test_share: float, seed: int, train: str | Path, test: str | Path, summary: str | Path
+) -> dict[str, Any]:
+    """:func:`lesion_annotations`, written as COCO files and a JSON summary."""
+    splits, counts = lesion_annotations(source, min_area, test_share, seed)
+    write_json(train, splits["train"])
+    write_json(test, splits["test"])
+    write_json(summary, counts)
+    log.info("lesion boxes: %s", counts)
+    return counts

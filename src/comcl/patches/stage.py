@@ -1,0 +1,171 @@
+"""The patch stage: lesion windows around detections (Omega), random windows in healthy images (RandC).
+
+Every image of a dataset version (both splits) is read once, on worker processes, and its patches
+stream into the store, so memory does not grow with the number of images. Healthy windows depend
+only on the seed and the image id: an image left undegraded gives the same patches in every version.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from comcl.degrade.fundus import estimate_fov_mask
+from comcl.detector.detect import LESION_LEVELS
+from comcl.errors import DataError
+from comcl.io import read_table, write_json
+from comcl.parallel import image_seed, parallel_stream
+from comcl.patches.store import PatchRow, PatchStoreWriter
+from comcl.patches.windows import expand_box, fov_windows, merge_windows
+
+log = logging.getLogger(__name__)
+LEVELS = ("L", "L~", "H", "H~")
+CHANNELS = {"eyeq": 3, "chestxray14": 1}
+
+
+def read_image(path: str, channels: int) -> np.ndarray | None:
+    """``(H, W, channels)`` uint8 (RGB for colour), or ``None`` when the file cannot be decoded."""
+    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    return image[..., None] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def lesion_rows(record: Mapping[str, Any], image: np.ndarray, boxes: pd.DataFrame, params: Mapping[str, Any]) -> list[PatchRow]:
+    """Omega: one window per detection above ``conf``, overlapping duplicates merged."""
+    height, width = image.shape[:2]
+    boxes = boxes[boxes["score"] > params["conf"]]
+    expanded = [expand_box((b.x1, b.y1, b.x2, b.y2), width, height, params["size"]) for b in boxes.itertuples()]
+    if not expanded:
+        return []
+    windows = np.array([window for window, _ in expanded])
+    keep = merge_windows(windows, boxes["score"].to_numpy(), params["merge_iou"])
+    rows = []
+    for i in keep:
+        box = boxes.iloc[i]
+        x0, y0, x1, y1 = windows[i]
+        rows.append(
+            PatchRow(
+                image_id=record["image_id"],
+                split=record["split"],
+                level=record["level"],
+                window=tuple(int(v) for v in windows[i]),
+                box=(box.x1, box.y1, box.x2, box.y2),
+                score=float(box.score),
+                label=box.label,
+                box_exceeds_window=expanded[i][1],
+                pixels=image[y0:y1, x0:x1],
+            )
+        )
+    return rows
+
+
+def healthy_rows(record: Mapping[str, Any], image: np.ndarray, params: Mapping[str, Any]) -> list[PatchRow]:
+    """RandC: ``k`` random windows inside the field of view, overlapping duplicates merged."""
+    rng = np.random.default_rng(image_seed(params["seed"], record["image_id"]))
+    fov = estimate_fov_mask(image, params["fov_threshold"])
+    windows = np.array(fov_windows(fov, params["k"], params["size"], rng, params["min_fov_coverage"]), dtype=np.int64).reshape(-1, 4)
+    keep = merge_windows(windows, np.zeros(len(windows)), params["merge_iou"])
+    return [
+        PatchRow(
+            image_id=record["image_id"],
+            split=record["split"],
+            level=record["level"],
+            window=tuple(int(v) for v in windows[i]),
+            box=None,
+            score=None,
+            label=None,
+            box_exceeds_window=False,
+            pixels=image[windows[i][1] : windows[i][3], windows[i][0] : windows[i][2]],
+        )
+        for i in sorted(keep)
+    ]
+
+
+def image_rows(job: tuple[dict[str, Any], pd.DataFrame], params: Mapping[str, Any], channels: int) -> tuple[dict[str, Any], list[PatchRow] | str]:
+    """The image's record and its patches, or why the image cannot be used."""
+    record, boxes = job
+    image = read_image(record["path"], channels)
+    if image is None:
+        return record, "missing or undecodable"
+    try:
+        if record["level"] in LESION_LEVELS:
+            return record, lesion_rows(record, image, boxes, params)
+        return record, healthy_rows(record, image, params)
+    except ValueError as error:
+        return record, str(error)
+
+
+def summarize_patches(store: pd.DataFrame, frame: pd.DataFrame, without: dict[str, list[str]]) -> dict[str, Any]:
+    """Patches per split and level, and the images that gave none (listed, never dropped silently)."""
+    counts = store.groupby(["split", "level"]).size()
+    images = frame.groupby(["split", "level"]).size()
+    return {
+        "patches": len(store),
+        "per_split_level": {
+            split: {level: {"images": int(images.get((split, level), 0)), "patches": int(counts.get((split, level), 0))} for level in LEVELS}
+            for split in sorted(frame["split"].unique())
+        },
+        "lesion_images_without_detection": {"count": len(without["lesion"]), "images": without["lesion"]},
+        "healthy_images_without_window": {"count": len(without["healthy"]), "images": without["healthy"]},
+        "patches_per_label": {str(k): int(v) for k, v in store["label"].value_counts().items()},
+        "box_exceeds_window": int(store["box_exceeds_window"].sum()),
+    }
+
+
+def run_patches(
+    index: str | Path, detections: str | Path, params: Mapping[str, Any], store: str | Path, summary: str | Path, workers: int
+) -> dict[str, Any]:
+    """Write the patch store of one dataset version and its summary."""
+    frame, meta = read_table(index)
+    found, _ = read_table(detections)
+    channels = CHANNELS[meta["format"]]
+    rows_of = found.groupby("image_id").indices
+    columns = ["image_id", "path", "split", "level"]
+    # Built as the workers ask for them: one small frame per image in flight, not one per image.
+    records = (dict(zip(columns, values, strict=True)) for values in frame[columns].itertuples(index=False, name=None))
+    jobs = ((record, found.iloc[rows_of.get(record["image_id"], [])]) for record in records)
+    work = functools.partial(image_rows, params=params, channels=channels)
+    without: dict[str, list[str]] = {"lesion": [], "healthy": []}
+    store_meta = {key: meta.get(key) for key in ("dataset", "proportion", "format", "task")} | {"params": dict(params)}
+    with PatchStoreWriter(store, params["size"], channels, store_meta, params["row_group_bytes"]) as writer:
+        for record, rows in parallel_stream(work, jobs, len(frame), workers, desc="patches"):
+            if isinstance(rows, str):
+                raise DataError(
+                    f"image {record['image_id']!r}: {rows}",
+                    path=record["path"],
+                    hint="replace the file, or remove the image from the dataset and run the index stage again",
+                )
+            if not rows:
+                without["lesion" if record["level"] in LESION_LEVELS else "healthy"].append(record["image_id"])
+            writer.add(rows)
+    written = pd.read_parquet(store, columns=["split", "level", "label", "box_exceeds_window"])
+    result = summarize_patches(written, frame, without)
+    for kind, names in without.items():
+        if names:
+            log.warning("%d %s images gave no patch (listed in %s)", len(names), kind, summary)
+    write_json(summary, result)
+    return result
+
+
+def check_levels(store_index: pd.DataFrame, levels: list[str], store: str | Path, split: str = "train") -> None:
+    """Fail before training when a level that training needs has no patch in ``split``."""
+    present = store_index[store_index["split"] == split]["level"].value_counts()
+    for level in levels:
+        if present.get(level, 0) == 0:
+            raise DataError(
+                f"level {level} has no patches in the {split} split",
+                path=store,
+                hint=(
+                    f"the training asks for level {level}: if the dataset version has images of that level, "
+                    "lower patches.conf (lesion levels) or patches.min_fov_coverage (healthy levels); "
+                    "otherwise leave the level out of this configuration's level pairs"
+                ),
+            )

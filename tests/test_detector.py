@@ -1,0 +1,174 @@
+"""The lesion detector: boxes from masks and box lists, COCO files, MMDetection training and inference."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from comcl.datasets import chestxray14 as nih
+from comcl.datasets import idrid
+from comcl.detector.annotations import lesion_annotations, mask_boxes, write_lesion_annotations
+from comcl.detector.detect import detect, load_detector
+from comcl.detector.train import train_detector
+from comcl.errors import DataError
+from comcl.io import save_image
+from tests.conftest import REPO
+
+SMALL_MODEL = REPO / "config/detector/faster_rcnn_r18_fpn_small.py"
+PAPER_MODEL = REPO / "config/detector/faster_rcnn_r50_fpn.py"
+TINY_TRAINING = dict(
+    scale=[144, 96], iterations=4, batch_size=2, lr=0.01, warmup_iterations=2, checkpoint_interval=2, workers=0, pretrained=None, seed=0
+)
+
+
+def test_mask_boxes_one_box_per_eight_connected_component():
+    mask = np.zeros((10, 12), bool)
+    mask[1:3, 1:4] = True  # 2x3 block
+    mask[3, 4] = True  # touches the block diagonally: same component
+    mask[1:3, 6] = True  # separated by a column of background: own component
+    mask[8, 10] = True  # a one-pixel lesion
+    assert mask_boxes(mask, min_area=1) == [(1, 1, 4, 3, 7), (6, 1, 1, 2, 2), (10, 8, 1, 1, 1)]
+    assert mask_boxes(mask, min_area=2) == [(1, 1, 4, 3, 7), (6, 1, 1, 2, 2)]
+    assert mask_boxes(np.zeros((5, 5), bool), min_area=1) == []
+
+
+def _idrid_tree(root: Path, masks: dict[tuple[str, int, str], np.ndarray]) -> None:
+    for split, number in (("train", 1), ("test", 2)):
+        save_image(idrid.image_path(root, split, number), np.full((20, 30, 3), 90, np.uint8))
+    for (split, number, kind), mask in masks.items():
+        red = np.zeros((*mask.shape, 3), np.uint8)
+        red[mask] = idrid.MASK_COLOUR
+        save_image(idrid.mask_path(root, split, kind, number), red)
+
+
+def test_idrid_masks_become_coco_boxes_and_absent_masks_mean_no_boxes(tmp_path):
+    ma, he = np.zeros((20, 30), bool), np.zeros((20, 30), bool)
+    ma[2, 3] = ma[10:12, 20:22] = True
+    he[5:9, 5:15] = True
+    _idrid_tree(tmp_path, {("train", 1, "MA"): ma, ("train", 1, "HE"): he, ("test", 2, "HE"): he})
+    splits, summary = lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=2, test_share=0.2, seed=0)
+    train = splits["train"]
+    assert [c["name"] for c in train["categories"]] == ["MA", "HE", "EX", "SE"]
+    assert train["images"] == [{"id": 1, "file_name": str(idrid.image_path(tmp_path, "train", 1)), "width": 30, "height": 20}]
+    boxes = sorted((a["category_id"], a["bbox"], a["area"]) for a in train["annotations"])
+    assert boxes == [(1, [20.0, 10.0, 2.0, 2.0], 4.0), (2, [5.0, 5.0, 10.0, 4.0], 40.0)]  # the one-pixel MA is below min_area
+    assert summary["test"] == {"images": 1, "boxes": {"MA": 0, "HE": 1, "EX": 0, "SE": 0}}
+
+
+def test_idrid_mask_of_the_wrong_size_is_refused(tmp_path):
+    he = np.ones((10, 10), bool)
+    _idrid_tree(tmp_path, {("train", 1, "HE"): he, ("test", 2, "HE"): np.ones((20, 30), bool)})
+    with pytest.raises(DataError, match=r"IDRiD_01_HE.tif.*mask is 10x10 but its image is 30x20"):
+        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0)
+
+
+def test_a_split_without_boxes_is_refused(tmp_path):
+    _idrid_tree(tmp_path, {("train", 1, "HE"): np.ones((20, 30), bool)})
+    with pytest.raises(DataError, match="no lesion boxes in the test split"):
+        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0)
+
+
+def test_a_missing_idrid_folder_names_what_to_extract(tmp_path):
+    with pytest.raises(DataError, match="A. Segmentation"):
+        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0)
+
+
+def _nih_source(root: Path) -> dict:
+    return {"format": "chestxray14", "root": str(root), "bbox_list": nih.BBOX_FILE, "data_entry": nih.DATA_ENTRY_FILE, "images": "images"}
+
+
+def test_nih_boxes_split_patient_wise_with_every_box_kept(synthetic_chest):
+    root, _ = synthetic_chest
+    listed = nih.read_bbox_list(root / nih.BBOX_FILE)
+    splits, summary = lesion_annotations(_nih_source(root), min_area=1, test_share=0.3, seed=3)
+    assert [c["name"] for c in splits["train"]["categories"]] == list(nih.TASK_FINDINGS)
+    assert sum(len(s["annotations"]) for s in splits.values()) == len(listed)
+    entry = nih.read_data_entry(root / nih.DATA_ENTRY_FILE).set_index("Image Index")
+    patients = {split: {entry.loc[Path(i["file_name"]).name, "Patient ID"] for i in s["images"]} for split, s in splits.items()}
+    assert patients["train"] and patients["test"] and not patients["train"] & patients["test"]
+    first = listed.iloc[0]
+    (split,) = [s for s in splits.values() if any(i["file_name"].endswith(first["image"]) for i in s["images"])]
+    (image,) = [i["id"] for i in split["images"] if i["file_name"].endswith(first["image"])]
+    bboxes = [a["bbox"] for a in split["annotations"] if a["image_id"] == image]
+    assert [first["x"], first["y"], first["w"], first["h"]] in bboxes
+
+
+@pytest.fixture(scope="module")
+def tiny_detector(synthetic_idrid, tmp_path_factory):
+    """A detector trained for a few iterations on the tiny synthetic IDRiD set."""
+    root, _ = synthetic_idrid
+    out = tmp_path_factory.mktemp("detector")
+    source = {"format": "idrid", "root": str(root)}
+    write_lesion_annotations(source, 1, 0.2, 0, out / "train.json", out / "test.json", out / "summary.json")
+    outputs = {name: out / name for name in ("model.pth", "metrics.json", "log.csv", "curves.png")}
+    annotations = {"train": out / "train.json", "test": out / "test.json"}
+    train_detector(SMALL_MODEL, annotations, TINY_TRAINING, out / "work", *outputs.values(), threads=2)
+    return out, annotations, outputs
+
+
+def test_a_tiny_detector_trains_and_reports_coco_map(tiny_detector):
+    _, _, outputs = tiny_detector
+    metrics = json.loads(outputs["metrics.json"].read_text())
+    assert metrics["backbone"] == "scratch" and metrics["iterations"] == 4
+    assert 0 <= metrics["mAP"] <= 1 and set(metrics["AP_per_class"]) == {"MA", "HE", "EX", "SE"}
+    curves = pd.read_csv(outputs["log.csv"])
+    assert {"iter", "loss", "loss_rpn_cls", "loss_cls"} <= set(curves.columns) and curves["iter"].max() == 4
+    assert outputs["curves.png"].stat().st_size > 5_000
+
+
+def test_the_exported_checkpoint_loads_with_weights_only_and_detects(tiny_detector, synthetic_idrid):
+    out, _, outputs = tiny_detector
+    content = torch.load(outputs["model.pth"], weights_only=True)
+    assert content["meta"]["classes"] == ["MA", "HE", "EX", "SE"]
+    model, meta = load_detector(outputs["model.pth"], SMALL_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
+    root, truth = synthetic_idrid
+    images = pd.DataFrame({"image_id": truth["image"], "path": [str(root / f) for f in truth["file"]], "split": truth["split"], "level": "L"})
+    found = detect(model, meta, images, batch_size=2, workers=0)
+    assert list(found.columns) == ["image_id", "split", "level", "x1", "y1", "x2", "y2", "score", "label"]
+    assert found["label"].isin(["MA", "HE", "EX", "SE"]).all() and found["score"].between(0, 1).all()
+    assert ((found["x2"] <= 144 + 1e-3) & (found["y2"] <= 96 + 1e-3)).all()  # boxes in original pixels
+
+
+def test_a_rerun_resumes_from_the_runs_own_checkpoint(tiny_detector, tmp_path, caplog):
+    out, annotations, _ = tiny_detector
+    outputs = [tmp_path / name for name in ("model.pth", "metrics.json", "log.csv", "curves.png")]
+    with caplog.at_level(logging.INFO, logger="comcl"):
+        train_detector(SMALL_MODEL, annotations, TINY_TRAINING, out / "work", *outputs, threads=2)
+    assert "resuming from" in caplog.text and "iter_4.pth" in caplog.text
+    changed = dict(TINY_TRAINING, lr=0.02)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="comcl"):
+        train_detector(SMALL_MODEL, annotations, changed, tmp_path / "work", *outputs, threads=2)
+        (tmp_path / "work" / "stamp").write_text("another configuration")
+        train_detector(SMALL_MODEL, annotations, changed, tmp_path / "work", *outputs, threads=2)
+    assert "belong to another configuration" in caplog.text
+
+
+def test_a_checkpoint_for_other_classes_or_another_model_is_refused(tiny_detector):
+    _, _, outputs = tiny_detector
+    with pytest.raises(DataError, match="trained for classes"):
+        load_detector(outputs["model.pth"], SMALL_MODEL, list(nih.TASK_FINDINGS), torch.device("cpu"))
+    with pytest.raises(DataError, match=r"another model configuration.*differs in: backbone"):
+        load_detector(outputs["model.pth"], PAPER_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
+
+
+def test_a_training_checkpoint_is_not_loaded_for_inference(tiny_detector):
+    out, _, _ = tiny_detector
+    with pytest.raises(DataError, match="not a detector checkpoint exported by this workflow"):
+        load_detector(out / "work" / "iter_4.pth", SMALL_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
+
+
+def test_a_corrupt_image_is_named(tiny_detector, tmp_path):
+    _, _, outputs = tiny_detector
+    model, meta = load_detector(outputs["model.pth"], SMALL_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    images = pd.DataFrame({"image_id": ["x1"], "path": [str(broken)], "split": ["train"], "level": ["L"]})
+    with pytest.raises(DataError, match=r"broken.jpg: cannot decode image 'x1'"):
+        detect(model, meta, images, batch_size=1, workers=0)

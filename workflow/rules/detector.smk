@@ -1,0 +1,85 @@
+rule lesion_annotations:
+    """The detector's lesion boxes (IDRiD masks or NIH's box list) as COCO files, train and test."""
+    input:
+        root=lambda wildcards: LESION_SOURCES[wildcards.dataset]["root"],
+    output:
+        train=f"{RESULTS}/{{dataset}}/detector/annotations/train.json",
+        test=f"{RESULTS}/{{dataset}}/detector/annotations/test.json",
+        summary=f"{RESULTS}/{{dataset}}/detector/annotations/summary.json",
+    params:
+        source=lambda wildcards: LESION_SOURCES[wildcards.dataset],
+        min_area=config["detector"]["min_area"],
+        test_share=config["detector"]["test_share"],
+        seed=config["detector"]["seed"],
+    log:
+        f"{RESULTS}/logs/lesion_annotations/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/lesion_annotations/{{dataset}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/lesion_annotations.py"
+
+
+rule train_detector:
+    """Faster R-CNN (MMDetection) on the lesion boxes; COCO mAP on their test split; a clean checkpoint."""
+    input:
+        train=rules.lesion_annotations.output.train,
+        test=rules.lesion_annotations.output.test,
+        model=DETECTOR_MODEL,
+    output:
+        checkpoint=f"{RESULTS}/{{dataset}}/detector/model.pth",
+        metrics=f"{RESULTS}/{{dataset}}/detector/metrics.json",
+        training_log=f"{RESULTS}/{{dataset}}/detector/training_log.csv",
+        figure=report(
+            f"{RESULTS}/figures/detector_training_{{dataset}}.png",
+            caption="../report/detector.rst",
+            category="Detector",
+        ),
+    params:
+        training={
+            key: config["detector"][key]
+            for key in [
+                "scale",
+                "iterations",
+                "batch_size",
+                "lr",
+                "warmup_iterations",
+                "checkpoint_interval",
+                "workers",
+                "pretrained",
+                "seed",
+            ]
+        },
+        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/detector/work",
+    log:
+        f"{RESULTS}/logs/train_detector/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_detector/{{dataset}}.tsv"
+    threads: workflow.cores
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/train_detector.py"
+
+
+rule detect:
+    """The detector's boxes on every lesion image (levels L and L~) of a dataset version."""
+    input:
+        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        checkpoint=rules.train_detector.output.checkpoint,
+        annotations=rules.lesion_annotations.output.train,
+        model=DETECTOR_MODEL,
+    output:
+        f"{RESULTS}/{{dataset}}/{{version}}/detections.parquet",
+    params:
+        detect=config["detect"],
+    log:
+        f"{RESULTS}/logs/detect/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/detect/{{dataset}}_{{version}}.tsv"
+    threads: workflow.cores
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/detect.py"

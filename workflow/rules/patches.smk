@@ -1,0 +1,51 @@
+rule patches:
+    """The patch store of a dataset version: lesion windows (Omega) and healthy windows (RandC)."""
+    input:
+        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        detections=rules.detect.output[0],
+    output:
+        store=f"{RESULTS}/{{dataset}}/{{version}}/patches.parquet",
+        summary=f"{RESULTS}/{{dataset}}/{{version}}/patches.json",
+    params:
+        patches=config["patches"],
+    log:
+        f"{RESULTS}/logs/patches/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/patches/{{dataset}}_{{version}}.tsv"
+    threads: workflow.cores
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/patches.py"
+
+
+rule patch_figures:
+    """Detections and patch windows on sample images, and a mosaic of patches, per level."""
+    input:
+        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        detections=rules.detect.output[0],
+        store=rules.patches.output.store,
+    output:
+        windows=report(
+            f"{RESULTS}/figures/patch_windows_{{dataset}}_{{version}}.png",
+            caption="../report/patch_windows.rst",
+            category="Patches",
+            subcategory="{dataset}",
+        ),
+        mosaic=report(
+            f"{RESULTS}/figures/patch_mosaic_{{dataset}}_{{version}}.png",
+            caption="../report/patch_mosaic.rst",
+            category="Patches",
+            subcategory="{dataset}",
+        ),
+    params:
+        conf=config["patches"]["conf"],
+        seed=config["patches"]["seed"],
+    log:
+        f"{RESULTS}/logs/patch_figures/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/patch_figures/{{dataset}}_{{version}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/patch_figures.py"
