@@ -17,6 +17,7 @@ include: "workflow/rules/index.smk"
 include: "workflow/rules/degrade.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/patches.smk"
+include: "workflow/rules/pretrain.smk"
 
 
 rule all:
@@ -47,4 +48,9 @@ rule all:
             dataset=DATASETS,
             version=VERSIONS,
         ),
+        [
+            f"{RESULTS}/{dataset}/{version}/pretrain/{variant}/encoder.pt"
+            for dataset in DATASETS
+            for version, variant in PRETRAIN_RUNS
+        ],
     default_target: True

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from snakemake.utils import validate
 
@@ -42,6 +43,18 @@ TINY = {
     },
     "detect": {"workers": 0},
     "patches": {"size": 32, "conf": 0.05, "k": 2},
+    "pretrain": {
+        "runs": [{"variants": ["basic_cl"], "versions": ["original"]}],
+        "arch": "resnet18",
+        "dim": 8,
+        "hidden": 16,
+        "queue_size": 4,
+        "batch_size": 4,
+        "epochs": 1,
+        "input_size": 32,
+        "image_size": 48,
+        "workers": 0,
+    },
 }
 
 
@@ -101,6 +114,9 @@ def test_the_default_target_builds_datasets_sheets_indexes_detectors_and_patch_s
             assert store[0].shape == (32, 32, 3 if dataset == "eyeq" else 1)
             for kind in ("windows", "mosaic"):
                 assert (workdir / f"out/figures/patch_{kind}_{dataset}_{version}.png").stat().st_size > 10_000
+        encoder = torch.load(workdir / f"out/{dataset}/original/pretrain/basic_cl/encoder.pt", weights_only=True)
+        assert "conv1.weight" in encoder
+        assert (workdir / f"out/figures/pretrain_{dataset}_original_basic_cl.png").stat().st_size > 10_000
 
 
 @pytest.mark.workflow
@@ -114,7 +130,7 @@ def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(
     config["index"] = {"check_images": "decode"}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "index": 2, "degrade": 4, "degradation_gallery": 2, "detect": 6, "patches": 6, "patch_figures": 6, "all": 1
+        "index": 2, "degrade": 4, "degradation_gallery": 2, "detect": 6, "patches": 6, "patch_figures": 6, "pretrain": 2, "all": 1
     }
     before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
     snakemake(workdir)
@@ -129,7 +145,7 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
         "synthesize": 1, "index": 1, "degrade": 2, "degradation_gallery": 1,
-        "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "all": 1,
+        "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 1, "all": 1,
     }
 
 
@@ -148,7 +164,16 @@ def test_a_patch_config_change_reruns_only_the_patch_stage(workdir):
     config["degrade"] = {"proportions": [0.7, 1.0]}
     config["patches"]["k"] = 3
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"patches": 6, "patch_figures": 6, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"patches": 6, "patch_figures": 6, "all": 1}  # Basic CL reads no patches
+
+
+@pytest.mark.workflow
+def test_a_pretrain_config_change_reruns_only_pretraining(workdir):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["patches"]["k"] = 2
+    config["pretrain"]["lr"] = 0.002
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {"pretrain": 2, "all": 1}
 
 
 def test_the_workflow_lints_clean():

@@ -1,3 +1,7 @@
+import re
+
+import yaml
+from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
 
 RESULTS = config["results"]
@@ -47,3 +51,21 @@ def lesion_source(dataset):
 LESION_SOURCES = {name: lesion_source(name) for name in DATASETS}
 _model = config["detector"]["model"]
 DETECTOR_MODEL = _model if _model.endswith(".py") else str(Path(workflow.basedir) / "config" / "detector" / f"{_model}.py")
+
+
+def load_variant(name):
+    """A pretraining variant: a name from config/pretrain/ or a path to a .yaml file, validated."""
+    path = Path(name) if name.endswith(".yaml") else Path(workflow.basedir) / "config" / "pretrain" / f"{name}.yaml"
+    if not path.is_file():
+        raise WorkflowError(f"pretraining variant {name!r}: {path} not found")
+    variant = yaml.safe_load(path.read_text())
+    validate(variant, str(Path(workflow.basedir) / "workflow" / "schemas" / "variant.schema.yaml"))
+    return variant
+
+
+VARIANTS = {name: load_variant(name) for run in config["pretrain"]["runs"] for name in run["variants"]}
+PRETRAIN_RUNS = sorted({(version, name) for run in config["pretrain"]["runs"] for version in run["versions"] for name in run["variants"] if version in VERSIONS})
+
+
+wildcard_constraints:
+    variant="|".join(re.escape(name) for name in VARIANTS) or "^$",

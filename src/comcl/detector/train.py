@@ -26,7 +26,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
 
-from comcl.detector.curves import draw_training_curves
+from comcl.curves import draw_training_curves
 from comcl.io import atomic_path, write_json
 from comcl.weights import fetch_weights
 
@@ -230,5 +230,6 @@ def train_detector(
     curves = pd.DataFrame(_scalars(work_dir))
     with atomic_path(training_log) as tmp:
         curves.to_csv(tmp, index=False)
-    draw_training_curves(curves, f"lesion detector: {', '.join(classes)} (COCO mAP {summary['mAP']})", figure)
+    losses = [column for column in curves.columns if column.startswith("loss")]
+    draw_training_curves(curves, "iter", {"loss": losses}, f"lesion detector: {', '.join(classes)} (COCO mAP {summary['mAP']})", figure)
     return summary

@@ -1,0 +1,1 @@
+"""Multi-level contrastive pretraining (CoMCL) with self-paced hard-negative mining, and its baselines as configurations."""

@@ -1,0 +1,242 @@
+"""Contrastive pretraining: one loop for CoMCL, its ablations and the contrastive baselines.
+
+A variant is configuration only: its level ``groups``, the ``pairs`` (m, n) of Eq. 1 that it sums,
+its ``source`` (patches or whole images) and whether self-paced learning (SPL) is on. Each group is
+encoded once per view and step, and its embeddings serve every pair that uses the group; the hard
+negatives are a top-k over a B x delta matrix. After the step, the key embeddings of each group enter
+that group's queue.
+
+A run checkpoints its whole state (model, queues, optimiser, log) every ``checkpoint_interval``
+steps, atomically, in its work folder, and a rerun resumes from there: since a step's batch is a
+function of the step number (``comcl.pretrain.data``), the resumed run reaches the same weights as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from comcl.curves import draw_training_curves
+from comcl.errors import DataError
+from comcl.io import atomic_path, read_table, write_json
+from comcl.pretrain.augment import build_augmentation
+from comcl.pretrain.data import ImageSource, PatchSource, StepBatches, check_groups, group_members
+from comcl.pretrain.loss import multilevel_loss
+from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
+from comcl.pretrain.model import ContrastiveModel
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+def check_variant(variant: Mapping[str, Any]) -> None:
+    """Pairs must name groups the variant defines."""
+    known = set(variant["groups"])
+    for anchor, negative in variant["pairs"]:
+        for name in (anchor, negative):
+            if name not in known:
+                raise DataError(
+                    f"pair ({anchor}, {negative}) names {name!r}, which is not one of the variant's groups {sorted(known)}",
+                    hint="add the group to the variant's `groups`, or fix the pair",
+                )
+
+
+def pairs_with_images(variant: Mapping[str, Any], index: Path, split: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The variant's pairs whose groups have images in this dataset version, and those left out.
+
+    At 100 % low quality there are no L or H images at all, so pairs with those levels cannot exist
+    there; they are left out and listed. A group whose level has images but too few patches is
+    another matter: :func:`comcl.pretrain.data.check_groups` stops on it.
+    """
+    frame, meta = read_table(index)
+    present = set(frame.loc[frame["split"] == split, "level"])
+    kept, skipped = [], []
+    for pair in map(tuple, variant["pairs"]):
+        (kept if all(present & set(variant["groups"][group]) for group in pair) else skipped).append(pair)
+    for anchor, negative in skipped:
+        log.warning("pair (%s, %s) left out: %s has no %s images of its levels", anchor, negative, meta.get("proportion"), split)
+    if not kept:
+        raise DataError(
+            f"none of the pairs {variant['pairs']} has images of its levels in the {split} split",
+            path=index,
+            hint="this variant cannot train on this dataset version: leave the version out of its pretrain.runs entry",
+        )
+    return kept, skipped
+
+
+def stamp(variant: Mapping[str, Any], params: Mapping[str, Any], source: Path) -> str:
+    """What a checkpoint belongs to: the variant, the training parameters and the data's identity."""
+    text = json.dumps({"variant": variant, "params": params, "source": str(source), "size": source.stat().st_size}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_checkpoint(path: Path, expected: str) -> dict[str, Any]:
+    """A run's checkpoint (plain tensors and data: ``weights_only=True``), refused if it belongs to another configuration."""
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    if content.get("stamp") != expected:
+        raise DataError(
+            "this checkpoint was written by another configuration (variant, training parameters or patch store)",
+            path=path,
+            hint="delete it to start this configuration afresh, or restore the configuration it was written with",
+        )
+    return content
+
+
+def learning_rate(step: int, total: int, params: Mapping[str, Any]) -> float:
+    if not params["cosine"]:
+        return params["lr"]
+    return params["lr"] * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+def _device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def _source(variant: Mapping[str, Any], params: Mapping[str, Any], store: str | Path | None, index: Path) -> tuple[PatchSource | ImageSource, str]:
+    if variant["source"] == "patches":
+        if store is None:
+            raise ValueError(f"variant {variant['name']!r} trains on patches: give it the patch store")
+        source = PatchSource(store)
+        return source, source.store.metadata["format"]
+    frame, meta = read_table(index)
+    return ImageSource(frame, meta, params["image_size"], index), meta["format"]
+
+
+def _checkpoint(path: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int, rows: list[dict], run_stamp: str) -> None:
+    content = {"stamp": run_stamp, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": rows}
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
+
+
+def pretrain(
+    variant: Mapping[str, Any],
+    params: Mapping[str, Any],
+    store: str | Path | None,
+    index: str | Path,
+    work_dir: str | Path,
+    encoder: str | Path,
+    training_log: str | Path,
+    curves: str | Path,
+    summary: str | Path,
+    threads: int,
+) -> dict[str, Any]:
+    """Train ``variant`` and write the query encoder as a torchvision state dict, the log and its curves.
+
+    ``store`` (the patch store) is needed by variants whose source is patches; ``index`` by all.
+    """
+    torch.set_num_threads(max(1, threads))
+    check_variant(variant)
+    index, work_dir = Path(index), Path(work_dir)
+    pairs, skipped = pairs_with_images(variant, index, params["split"])
+    source, form = _source(variant, params, store, index)
+    members = group_members(source, variant["groups"], params["split"])
+    anchors = {anchor for anchor, _ in pairs}
+    queued = sorted({negative for _, negative in pairs})
+    used = sorted(anchors | set(queued))
+    needs = {name: max(params["batch_size"] if name in anchors else 0, params["queue_size"] if name in queued else 0) for name in used}
+    check_groups(members, needs, source.path)
+    augment = build_augmentation(params["augment"][form], params["input_size"])
+    batches = StepBatches(source, {name: members[name] for name in used}, params["batch_size"], augment, params["seed"])
+    longest = max(len(members[name]) for name in anchors)
+    total = max(1, params["epochs"] * math.ceil(longest / params["batch_size"]))
+
+    device = _device(params["device"])
+    torch.manual_seed(params["seed"])
+    model = ContrastiveModel(params["arch"], queued, params["queue_size"], params["dim"], params["hidden"], params["momentum"]).to(device)
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=params["lr"], betas=(0.9, 0.999), weight_decay=params["weight_decay"]
+    )
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+
+    run_stamp = stamp(variant, params, source.path)
+    checkpoint_file = work_dir / CHECKPOINT
+    rows: list[dict[str, Any]] = []
+    start = 0
+    if checkpoint_file.is_file():
+        try:
+            state = load_checkpoint(checkpoint_file, run_stamp)
+        except DataError as error:
+            log.info("starting afresh: %s", str(error).splitlines()[0])
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start, rows = state["step"], state["log"]
+            log.info("resuming from step %d of %d (%s)", start, total, checkpoint_file)
+    if start == 0:
+        model.train()
+        for name in queued:
+            fill = batches.queue_fill(name, params["queue_size"]).to(device)
+            model.enqueue(name, torch.cat([model.key(chunk) for chunk in fill.split(params["batch_size"])]))
+
+    spl = variant["spl"]
+    loader = torch.utils.data.DataLoader(
+        batches, batch_size=None, sampler=range(start, total), num_workers=params["workers"], pin_memory=cuda, persistent_workers=False
+    )
+    model.train()
+    bar = tqdm(loader, total=total, initial=start, desc="pretrain", unit="step", mininterval=1.0, disable=None)
+    for step, batch in enumerate(bar, start=start):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total, params)
+        k_t = negatives_at(step, total, params["queue_size"]) if spl["enabled"] else params["queue_size"]
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
+            views = {name: views.to(device, non_blocking=True) for name, views in batch.items()}
+            if cuda:
+                views = {name: v.contiguous(memory_format=torch.channels_last) for name, v in views.items()}
+            queries = {name: model.query(views[name][0]) for name in anchors}
+            keys = {name: model.key(views[name][1]) for name in used}
+        row: dict[str, Any] = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"], "k_t": k_t}
+        total_loss = torch.zeros((), device=device)
+        for anchor, negative in pairs:
+            losses = multilevel_loss(queries[anchor], keys[anchor], model.negatives(negative), params["temperature"], k_t)
+            selected = select_anchors(losses, k_t, spl["min_fraction"], spl["threshold"] if spl["enabled"] else "none")
+            pair_loss, objective = self_paced_loss(losses, selected, k_t)
+            total_loss = total_loss + pair_loss
+            name = f"{anchor}/{negative}"
+            row |= {f"loss {name}": float(losses.detach().mean()), f"selected {name}": float(selected.float().mean()), f"objective {name}": objective}
+        optimizer.zero_grad(set_to_none=True)
+        total_loss.backward()
+        optimizer.step()
+        model.momentum_update()
+        for name in queued:
+            model.enqueue(name, keys[name])
+        row["loss"] = float(total_loss.detach())
+        rows.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", k_t=k_t)
+        if (step + 1) % params["checkpoint_interval"] == 0 and step + 1 < total:
+            _checkpoint(checkpoint_file, model, optimizer, step + 1, rows, run_stamp)
+
+    _checkpoint(checkpoint_file, model, optimizer, total, rows, run_stamp)
+    with atomic_path(encoder) as tmp:
+        torch.save(model.encoder_state_dict(), tmp)
+    frame = pd.DataFrame(rows)
+    with atomic_path(training_log) as tmp:
+        frame.to_csv(tmp, index=False)
+    panels = {
+        "loss": ["loss", *(c for c in frame.columns if c.startswith("loss "))],
+        "hard negatives K_t": ["k_t"],
+        "selected anchors": [c for c in frame.columns if c.startswith("selected ")],
+    }
+    draw_training_curves(frame, "step", panels, f"{variant['name']} on {index.parent.parent.name}/{index.parent.name}", curves)
+    result = {
+        "variant": variant["name"],
+        "steps": total,
+        "groups": {name: int(len(members[name])) for name in used},
+        "pairs": [list(pair) for pair in pairs],
+        "pairs_without_images": [list(pair) for pair in skipped],
+        "final_loss": rows[-1]["loss"] if rows else None,
+        "device": device.type,
+    }
+    write_json(summary, result)
+    return result

@@ -1,0 +1,31 @@
+rule pretrain:
+    """Contrastive pretraining of one variant (config/pretrain/) on one dataset version."""
+    input:
+        # Whole-image variants (Basic CL) read the index only.
+        store=lambda wildcards: (
+            rules.patches.output.store.format(**wildcards) if VARIANTS[wildcards.variant]["source"] == "patches" else []
+        ),
+        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+    output:
+        encoder=f"{RESULTS}/{{dataset}}/{{version}}/pretrain/{{variant}}/encoder.pt",
+        training_log=f"{RESULTS}/{{dataset}}/{{version}}/pretrain/{{variant}}/training_log.csv",
+        summary=f"{RESULTS}/{{dataset}}/{{version}}/pretrain/{{variant}}/summary.json",
+        curves=report(
+            f"{RESULTS}/figures/pretrain_{{dataset}}_{{version}}_{{variant}}.png",
+            caption="../report/pretrain.rst",
+            category="Pretraining",
+            subcategory="{dataset}",
+        ),
+    params:
+        variant=lambda wildcards: VARIANTS[wildcards.variant],
+        pretrain={key: value for key, value in config["pretrain"].items() if key != "runs"},
+        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/{wildcards.version}/pretrain/{wildcards.variant}/work",
+    log:
+        f"{RESULTS}/logs/pretrain/{{dataset}}_{{version}}_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretrain/{{dataset}}_{{version}}_{{variant}}.tsv"
+    threads: workflow.cores
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/pretrain.py"
