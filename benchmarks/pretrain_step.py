@@ -40,9 +40,9 @@ Inputs are random tensors, two views of ``(n, 3, S, S)`` per group, made and mov
 any timing: the step is measured, not the data loader nor the augmentation. The queues start full of
 random unit keys. The three steps are timed in turns, round after round, so that they share the
 machine's state; each step's time ends after a device synchronisation. The 1-minute load average
-before and after is printed: above the thread count, other processes shared the CPUs. On CUDA the steps run as in
-``pretrain``: bf16 autocast for the encoders and channels_last. Every model, input and queue is seeded
-from ``--seed``.
+before and after is printed: above the thread count, other processes shared the CPUs. On CUDA the
+steps run as in ``pretrain``: bf16 autocast for the encoders and channels_last (here view by view,
+as channels_last takes rank-4 tensors only). Every model, input and queue is seeded from ``--seed``.
 
 Run from the repository root::
 
@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
 from comcl.pretrain.model import ContrastiveModel
+from comcl.pretrain.train import train_step
 
 _LR = 1e-3
 _WEIGHT_DECAY = 1e-4
@@ -152,38 +153,9 @@ class Step:
         self.model.train()
 
     def __call__(self) -> dict[str, Any]:
-        """The body of ``pretrain``'s loop (without the batch's transfer to the device: inputs already lie there)."""
-        model, variant, device = self.model, self.variant, self.device
-        for group in self.optimizer.param_groups:
-            group["lr"] = _LR
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.cuda):
-            views = self.views
-            if self.cuda:  # view by view: channels_last takes rank-4 tensors, not the (2, n, 3, S, S) stack
-                views = {name: [view.contiguous(memory_format=torch.channels_last) for view in v] for name, v in views.items()}
-            queries = {name: model.query(views[name][0]) for name in variant.anchors}
-            keys = {name: model.key(views[name][1]) for name in variant.used}
-        row: dict[str, Any] = {"lr": self.optimizer.param_groups[0]["lr"], "k_t": self.k_t}
-        total_loss = torch.zeros((), device=device)
-        for anchor, negative in variant.pairs:
-            k = self.k_t if variant.spl else None  # pretrain passes k = delta = N with SPL off: the same, no top-k
-            losses = multilevel_loss(queries[anchor], keys[anchor], model.negatives(negative), self.temperature, k)
-            selected = select_anchors(losses, self.k_t, _MIN_FRACTION, _THRESHOLD if variant.spl else "none")
-            pair_loss, objective = self_paced_loss(losses, selected, self.k_t)
-            total_loss = total_loss + pair_loss
-            name = f"{anchor}/{negative}"
-            row |= {
-                f"loss {name}": float(losses.detach().mean()),
-                f"selected {name}": float(selected.float().mean()),
-                f"objective {name}": objective,
-            }
-        self.optimizer.zero_grad(set_to_none=True)
-        total_loss.backward()
-        self.optimizer.step()
-        model.momentum_update()
-        for name in variant.queued:
-            model.enqueue(name, keys[name])
-        row["loss"] = float(total_loss.detach())
-        return row
+        """``pretrain``'s own training step (inputs already on the device, so no transfer is timed)."""
+        spl = {"enabled": self.variant.spl, "threshold": _THRESHOLD, "min_fraction": _MIN_FRACTION}
+        return train_step(self.model, self.optimizer, self.views, self.variant.pairs, spl, self.k_t, self.temperature)
 
 
 class LossOnly:

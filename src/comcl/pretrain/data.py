@@ -89,7 +89,10 @@ def _seed(*parts: int) -> int:
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item ``t``: for each group, a (2, B, 3, S, S) float32 tensor of two views of its step-``t`` batch."""
+    """Item ``t``: for each group, a (2, B, 3, S, S) float32 tensor of two views of its step-``t`` batch.
+
+    Unbounded: a DataLoader reads it through a sampler of the steps to run.
+    """
 
     def __init__(self, source: PatchSource | ImageSource, members: Mapping[str, np.ndarray], batch_size: int, augment: Augment, seed: int) -> None:
         self.source = source
@@ -117,9 +120,6 @@ class StepBatches(torch.utils.data.Dataset):
             [self.augment(image, _seed(self.seed, stream, key, i, view)) for i, image in enumerate(images)] for view in (0, 1)
         ]
         return torch.from_numpy(np.stack([np.stack(view) for view in views]))
-
-    def __len__(self) -> int:
-        return 2**62
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         return {group: self.views(group, self.positions(group, step * self.batch_size, self.batch_size), step) for group in self.members}

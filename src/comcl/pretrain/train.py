@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,51 @@ def _checkpoint(path: Path, model: ContrastiveModel, optimizer: torch.optim.Opti
         torch.save(content, tmp)
 
 
+def train_step(
+    model: ContrastiveModel,
+    optimizer: torch.optim.Optimizer,
+    batch: Mapping[str, torch.Tensor],
+    pairs: Sequence[tuple[str, str]],
+    spl: Mapping[str, Any],
+    k_t: int,
+    temperature: float,
+) -> dict[str, float]:
+    """One optimisation step on ``batch`` (group -> two views); returns what the log records of it.
+
+    Each anchor group is encoded once by the query encoder and each group once by the key encoder,
+    whatever the number of pairs that use it; the keys enter their queues after the update.
+    """
+    device = model.queues.device
+    cuda = device.type == "cuda"
+    anchors = {anchor for anchor, _ in pairs}
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
+        # View by view: channels-last takes rank-4 tensors, not a group's (2, B, 3, S, S) stack.
+        memory_format = torch.channels_last if cuda else torch.contiguous_format
+        views = {
+            name: [view.to(device, non_blocking=True).contiguous(memory_format=memory_format) for view in pair]
+            for name, pair in batch.items()
+        }
+        queries = {name: model.query(views[name][0]) for name in anchors}
+        keys = {name: model.key(views[name][1]) for name in views}
+    row: dict[str, float] = {}
+    total = torch.zeros((), device=device)
+    for anchor, negative in pairs:
+        losses = multilevel_loss(queries[anchor], keys[anchor], model.negatives(negative), temperature, k_t)
+        selected = select_anchors(losses, k_t, spl["min_fraction"], spl["threshold"] if spl["enabled"] else "none")
+        pair_loss, objective = self_paced_loss(losses, selected, k_t)
+        total = total + pair_loss
+        name = f"{anchor}/{negative}"
+        row |= {f"loss {name}": float(losses.detach().mean()), f"selected {name}": float(selected.float().mean()), f"objective {name}": objective}
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    model.momentum_update()
+    for name in model.levels:
+        model.enqueue(name, keys[name])
+    row["loss"] = float(total.detach())
+    return row
+
+
 def pretrain(
     variant: Mapping[str, Any],
     params: Mapping[str, Any],
@@ -180,7 +225,6 @@ def pretrain(
             fill = batches.queue_fill(name, params["queue_size"]).to(device)
             model.enqueue(name, torch.cat([model.key(chunk) for chunk in fill.split(params["batch_size"])]))
 
-    spl = variant["spl"]
     loader = torch.utils.data.DataLoader(
         batches, batch_size=None, sampler=range(start, total), num_workers=params["workers"], pin_memory=cuda, persistent_workers=False
     )
@@ -189,29 +233,9 @@ def pretrain(
     for step, batch in enumerate(bar, start=start):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total, params)
-        k_t = negatives_at(step, total, params["queue_size"]) if spl["enabled"] else params["queue_size"]
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
-            views = {name: views.to(device, non_blocking=True) for name, views in batch.items()}
-            if cuda:
-                views = {name: v.contiguous(memory_format=torch.channels_last) for name, v in views.items()}
-            queries = {name: model.query(views[name][0]) for name in anchors}
-            keys = {name: model.key(views[name][1]) for name in used}
-        row: dict[str, Any] = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"], "k_t": k_t}
-        total_loss = torch.zeros((), device=device)
-        for anchor, negative in pairs:
-            losses = multilevel_loss(queries[anchor], keys[anchor], model.negatives(negative), params["temperature"], k_t)
-            selected = select_anchors(losses, k_t, spl["min_fraction"], spl["threshold"] if spl["enabled"] else "none")
-            pair_loss, objective = self_paced_loss(losses, selected, k_t)
-            total_loss = total_loss + pair_loss
-            name = f"{anchor}/{negative}"
-            row |= {f"loss {name}": float(losses.detach().mean()), f"selected {name}": float(selected.float().mean()), f"objective {name}": objective}
-        optimizer.zero_grad(set_to_none=True)
-        total_loss.backward()
-        optimizer.step()
-        model.momentum_update()
-        for name in queued:
-            model.enqueue(name, keys[name])
-        row["loss"] = float(total_loss.detach())
+        k_t = negatives_at(step, total, params["queue_size"]) if variant["spl"]["enabled"] else params["queue_size"]
+        row = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"], "k_t": k_t}
+        row |= train_step(model, optimizer, batch, pairs, variant["spl"], k_t, params["temperature"])
         rows.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", k_t=k_t)
         if (step + 1) % params["checkpoint_interval"] == 0 and step + 1 < total:
