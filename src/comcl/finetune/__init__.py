@@ -1,0 +1,1 @@
+"""Fine-tuning of pretrained encoders and supervised baselines, and their evaluation."""

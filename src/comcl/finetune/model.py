@@ -1,0 +1,145 @@
+"""Classifiers to fine-tune: a torchvision network with a fresh linear head, from scratch, ImageNet or a pretrained encoder.
+
+The supervised baselines start from ImageNet when its weights can be fetched and from scratch
+otherwise (a compute node may have no internet); the description returned with the model says which,
+so that the results tables can. A pretrained encoder must fit the backbone exactly: a partial load
+would fine-tune a half-random network and report it as the pretrained one.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from comcl.errors import DataError
+from comcl.weights import fetch_weights, load_state_dict
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "inception_v3", "densenet121")
+INITS = ("scratch", "imagenet", "encoder")
+# torchvision's IMAGENET1K_V1 files (``torchvision.models.*_Weights.IMAGENET1K_V1.url``): the same names,
+# so a file that torchvision has already put in $TORCH_HOME is reused.
+IMAGENET_URLS = {
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
+    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    "inception_v3": "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+    "densenet121": "https://download.pytorch.org/models/densenet121-a639ec97.pth",
+}
+HEADS = {"resnet18": "fc", "resnet34": "fc", "resnet50": "fc", "inception_v3": "fc", "densenet121": "classifier"}
+# The smallest input side each network takes (torchvision's ``meta["min_size"]``): Inception-v3's stem
+# shrinks without padding, DenseNet's pooling needs a 1 px map at its last block; a ResNet takes any size.
+MIN_INPUT_SIZES = {"inception_v3": 75, "densenet121": 29}
+# Keys of the ImageNet files that the classifier does not use: Inception-v3's auxiliary head is off.
+_UNUSED_IMAGENET_KEYS = ("AuxLogits.",)
+# Old DenseNet files name a dense layer's modules 'norm.1', 'conv.2', ...; torchvision renames them on load.
+_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_IMAGENET_HINT = "delete the file so that it is downloaded again, or set an ImageNet URL of this architecture"
+
+
+def _network(arch: str, imagenet: bool) -> nn.Module:
+    if arch == "inception_v3":
+        # No auxiliary classifier: fine-tuning trains on the main output only. Google's ImageNet weights
+        # expect inputs scaled to [-1, 1]; ``transform_input`` converts ImageNet-normalised input to that,
+        # as torchvision does when it loads them.
+        return torchvision.models.inception_v3(aux_logits=False, init_weights=not imagenet, transform_input=imagenet)
+    return getattr(torchvision.models, arch)(weights=None)
+
+
+def _first(keys: Sequence[str], count: int = 4) -> str:
+    return ", ".join(keys[:count]) + (", ..." if len(keys) > count else "")
+
+
+def _read(path: Path, hint: str) -> dict[str, torch.Tensor]:
+    try:
+        state = load_state_dict(path)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise DataError(f"cannot read the weights: {error}", path=path, hint=hint) from error
+    if not isinstance(state, Mapping) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise DataError("not a state dict (a mapping of parameter names to tensors)", path=path, hint=hint)
+    return dict(state)
+
+
+def _load_backbone(
+    model: nn.Module, arch: str, state: Mapping[str, torch.Tensor], path: Path, unused: tuple[str, ...], hint: str
+) -> None:
+    """Copy ``state`` into every parameter and buffer of ``model`` but its head, or raise naming what does not fit.
+
+    Keys that start with one of ``unused`` may be in ``state`` and are skipped. BatchNorm's
+    ``num_batches_tracked`` may be absent (older torchvision files lack it): it is a counter, not a weight.
+    """
+    head = HEADS[arch] + "."
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items() if not key.startswith(head)}
+    missing = [key for key in expected if key not in state and not key.endswith("num_batches_tracked")]
+    unexpected = [key for key in state if key not in expected and not key.startswith(unused)]
+    shapes = {key: tuple(state[key].shape) for key in expected if key in state}
+    mismatched = [f"{key} {shapes[key]} vs {expected[key]}" for key in shapes if shapes[key] != expected[key]]
+    found = {"missing keys": missing, "unexpected keys": unexpected, "keys of another shape (file vs model)": mismatched}
+    problems = [f"{len(keys)} {what} ({_first(keys)})" for what, keys in found.items() if keys]
+    if problems:
+        raise DataError(f"the weights do not fit the {arch} backbone: " + "; ".join(problems), path=path, hint=hint)
+    model.load_state_dict({key: value for key, value in state.items() if key in expected}, strict=False)
+
+
+def _imagenet_state(path: Path) -> dict[str, torch.Tensor]:
+    renamed = {}
+    for key, value in _read(path, _IMAGENET_HINT).items():
+        match = _DENSENET_OLD_KEY.match(key)
+        renamed[f"{match.group(1)}{match.group(2)}" if match else key] = value
+    return renamed
+
+
+def build_classifier(
+    arch: str,
+    num_outputs: int,
+    init: str,
+    encoder: Path | None = None,
+    imagenet_url: str | None = None,
+    input_size: int | None = None,
+) -> tuple[nn.Module, str]:
+    """``arch`` with a fresh ``num_outputs``-way linear head, and how it was initialised.
+
+    ``init``: "scratch"; "imagenet" (``imagenet_url``, by default torchvision's file, and from scratch,
+    with a warning, when it cannot be fetched); "encoder" (the backbone from the pretrained ``encoder``
+    state dict, which must fit it exactly). The description is "scratch", "imagenet",
+    "scratch (ImageNet weights unavailable)" or "encoder <path>". With ``input_size``, an input too small
+    for ``arch`` is refused now rather than failing in the first forward pass.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHITECTURES)}")
+    if init not in INITS:
+        raise ValueError(f"unknown initialisation {init!r}: use one of {', '.join(INITS)}")
+    if init == "encoder" and encoder is None:
+        raise ValueError("init 'encoder' needs the path of a pretrained encoder")
+    minimum = MIN_INPUT_SIZES.get(arch, 1)
+    if input_size is not None and input_size < minimum:
+        raise ValueError(f"{arch} needs inputs of at least {minimum} x {minimum} px, got {input_size}")
+
+    weights = fetch_weights(imagenet_url or IMAGENET_URLS[arch]) if init == "imagenet" else None
+    if init == "imagenet" and weights is None:
+        log.warning("ImageNet weights for %s are unavailable: training from scratch", arch)
+    model = _network(arch, weights is not None)
+    head = getattr(model, HEADS[arch])
+    setattr(model, HEADS[arch], nn.Linear(head.in_features, num_outputs))
+
+    if weights is not None:
+        unused = (*_UNUSED_IMAGENET_KEYS, HEADS[arch] + ".")
+        _load_backbone(model, arch, _imagenet_state(weights), weights, unused, _IMAGENET_HINT)
+        return model, "imagenet"
+    if init == "encoder":
+        encoder = Path(encoder)
+        hint = (
+            f"pretrain and fine-tune the same ResNet (pretrain.arch must equal the fine-tuning arch, {arch!r} here) "
+            "and pass the encoder.pt that pretraining wrote (a plain state dict of the backbone, without `fc`)"
+        )
+        _load_backbone(model, arch, _read(encoder, hint), encoder, (), hint)
+        return model, f"encoder {encoder}"
+    return model, "scratch" if init == "scratch" else "scratch (ImageNet weights unavailable)"

@@ -1,0 +1,197 @@
+"""Fine-tune a classifier (from a pretrained encoder, ImageNet or scratch) and evaluate it on the test split.
+
+DR grading trains with cross-entropy over 5 classes; the chest task with a sigmoid per finding. A
+validation split is carved from the training split (patient-wise for chest X-rays, where one
+patient has several images) and the epoch with the best validation kappa is the model that is
+tested. Each epoch ends with an atomic checkpoint in the run's work folder; a rerun resumes after
+the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from comcl.errors import DataError
+from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
+from comcl.finetune.metrics import grading_metrics, multilabel_metrics
+from comcl.finetune.model import build_classifier
+from comcl.io import atomic_path, read_table, write_json, write_table
+from comcl.pretrain.augment import build_augmentation
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+def _device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, dataset: ImageDataset, batch_size: int, workers: int, device: torch.device, multilabel: bool
+) -> np.ndarray:
+    """Class probabilities (softmax) or per-label probabilities (sigmoid), one row per item of ``dataset``."""
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    outputs = []
+    for images, _ in loader:
+        logits = model(images.to(device)).float()
+        outputs.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def evaluate(frame: pd.DataFrame, meta: Mapping[str, Any], probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    if meta["task"] == "multilabel":
+        labels = list(meta["label_columns"])
+        return multilabel_metrics(frame[labels].to_numpy(int), probabilities, labels, threshold)
+    return grading_metrics(frame[meta["label_columns"][0]].to_numpy(int), probabilities)
+
+
+def _score(metrics: Mapping[str, Any]) -> float:
+    """Model selection on validation kappa; an undefined kappa ranks last."""
+    return -np.inf if metrics["kappa"] is None else float(metrics["kappa"])
+
+
+def _stamp(params: Mapping[str, Any], index: Path, encoder: Path | None) -> str:
+    parts = {"params": params, "index": str(index), "index_size": index.stat().st_size, "encoder": str(encoder)}
+    if encoder is not None:
+        parts["encoder_sha256"] = hashlib.sha256(encoder.read_bytes()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def finetune(
+    index: str | Path,
+    params: Mapping[str, Any],
+    init: str,
+    encoder: str | Path | None,
+    work_dir: str | Path,
+    metrics: str | Path,
+    predictions: str | Path,
+    training_log: str | Path,
+    threads: int,
+) -> dict[str, Any]:
+    """Train on the index's train split (minus validation), select on validation kappa, test; write the results."""
+    torch.set_num_threads(max(1, threads))
+    index, work_dir = Path(index), Path(work_dir)
+    encoder = None if encoder is None else Path(encoder)
+    frame, meta = read_table(index)
+    multilabel = meta["task"] == "multilabel"
+    train_all = frame[frame["split"] == "train"].reset_index(drop=True)
+    test = frame[frame["split"] == "test"].reset_index(drop=True)
+    if train_all.empty or test.empty:
+        raise DataError("the index needs both a train and a test split", path=index, hint="check the dataset's split files")
+    held_out = validation_split(train_all, params["val_share"], params["seed"], "patient_id" if multilabel else None)
+    train, val = train_all[~held_out].reset_index(drop=True), train_all[held_out].reset_index(drop=True)
+
+    torch.manual_seed(params["seed"])
+    device = _device(params["device"])
+    outputs = meta["num_classes"]
+    model, description = build_classifier(
+        params["arch"], outputs, init, encoder, params.get("imagenet_url"), params["input_size"]
+    )
+    log.info("%s initialised from %s", params["arch"], description)
+    model = model.to(device)
+    augment = build_augmentation(params["augment"][meta["format"]], params["input_size"])
+    size = params["input_size"]
+    datasets = {
+        "train": ImageDataset(train, meta, size, augment, params["seed"]),
+        "val": ImageDataset(val, meta, size, None, params["seed"]),
+        "test": ImageDataset(test, meta, size, None, params["seed"]),
+    }
+    optimizer = torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
+    criterion = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
+
+    run_stamp = _stamp(params, index, encoder)
+    checkpoint_file = work_dir / CHECKPOINT
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None}
+    start = 0
+    if checkpoint_file.is_file():
+        state = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
+        if state.get("stamp") == run_stamp:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start, history, best = state["epoch"], state["history"], state["best"]
+            log.info("resuming after epoch %d", start)
+        else:
+            log.info("starting afresh: %s belongs to another configuration", checkpoint_file)
+
+    for epoch in range(start, params["epochs"]):
+        datasets["train"].set_epoch(epoch)
+        generator = torch.Generator().manual_seed(params["seed"] * 1000 + epoch)
+        if params["balanced"] and not multilabel:
+            weights = class_balanced_weights(train[meta["label_columns"][0]].to_numpy(int), outputs)
+            sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+        else:
+            sampler = torch.utils.data.RandomSampler(datasets["train"], generator=generator)
+        # A last batch of one image would break batch norm (a 1 x 1 feature map at small input sizes).
+        loader = torch.utils.data.DataLoader(
+            datasets["train"],
+            batch_size=params["batch_size"],
+            sampler=sampler,
+            num_workers=params["workers"],
+            drop_last=len(train) > params["batch_size"],
+        )
+        model.train()
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{params['epochs']}", unit="batch", mininterval=1.0, disable=None)
+        for images, targets in bar:
+            loss = criterion(model(images.to(device)), targets.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        probabilities = predict(model, datasets["val"], params["batch_size"], params["workers"], device, multilabel)
+        validation = evaluate(val, meta, probabilities, params["threshold"])
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "val_kappa": validation["kappa"],
+                "val_accuracy": validation["accuracy"],
+            }
+        )
+        if _score(validation) > best["score"]:
+            state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+            best = {"score": _score(validation), "epoch": epoch + 1, "state": state}
+        content = {
+            "stamp": run_stamp,
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "history": history,
+            "best": best,
+        }
+        with atomic_path(checkpoint_file) as tmp:
+            torch.save(content, tmp)
+
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    probabilities = predict(model, datasets["test"], params["batch_size"], params["workers"], device, multilabel)
+    result = {
+        "task": meta["task"],
+        "arch": params["arch"],
+        "init": description,
+        "best_epoch": best["epoch"],
+        "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+        "test": evaluate(test, meta, probabilities, params["threshold"]),
+        "history": history,
+    }
+    write_json(metrics, result)
+    columns = [f"p_{name}" for name in (meta["label_columns"] if multilabel else range(outputs))]
+    table = pd.concat([test[["image_id"]], pd.DataFrame(probabilities, columns=columns)], axis=1)
+    write_table(predictions, table, {"task": meta["task"]})
+    with atomic_path(training_log) as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
+    return result
