@@ -18,6 +18,7 @@ include: "workflow/rules/degrade.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/patches.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/finetune.smk"
 
 
 rule all:
@@ -52,5 +53,11 @@ rule all:
             f"{RESULTS}/{dataset}/{version}/pretrain/{variant}/encoder.pt"
             for dataset in DATASETS
             for version, variant in PRETRAIN_RUNS
+        ],
+        [
+            f"{RESULTS}/{dataset}/{version}/finetune/{method}/seed{seed}/metrics.json"
+            for dataset in DATASETS
+            for version, method in FINETUNE_RUNS
+            for seed in SEEDS
         ],
     default_target: True

@@ -55,6 +55,7 @@ TINY = {
         "image_size": 48,
         "workers": 0,
     },
+    "finetune": {"baselines": [], "seeds": [0], "input_size": 32, "epochs": 1, "batch_size": 4, "workers": 0},
 }
 
 
@@ -117,6 +118,8 @@ def test_the_default_target_builds_datasets_sheets_indexes_detectors_and_patch_s
         encoder = torch.load(workdir / f"out/{dataset}/original/pretrain/basic_cl/encoder.pt", weights_only=True)
         assert "conv1.weight" in encoder
         assert (workdir / f"out/figures/pretrain_{dataset}_original_basic_cl.png").stat().st_size > 10_000
+        metrics = json.loads((workdir / f"out/{dataset}/original/finetune/basic_cl/seed0/metrics.json").read_text())
+        assert metrics["init"].startswith("encoder") and metrics["task"] == ("grading" if dataset == "eyeq" else "multilabel")
 
 
 @pytest.mark.workflow
@@ -130,7 +133,8 @@ def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(
     config["index"] = {"check_images": "decode"}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "index": 2, "degrade": 4, "degradation_gallery": 2, "detect": 6, "patches": 6, "patch_figures": 6, "pretrain": 2, "all": 1
+        "index": 2, "degrade": 4, "degradation_gallery": 2, "detect": 6, "patches": 6, "patch_figures": 6, "pretrain": 2, "finetune": 2,
+        "all": 1,
     }
     before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
     snakemake(workdir)
@@ -145,7 +149,8 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
         "synthesize": 1, "index": 1, "degrade": 2, "degradation_gallery": 1,
-        "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 1, "all": 1,
+        "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 1, "finetune": 1,
+        "all": 1,
     }
 
 
@@ -173,7 +178,16 @@ def test_a_pretrain_config_change_reruns_only_pretraining(workdir):
     config["patches"]["k"] = 2
     config["pretrain"]["lr"] = 0.002
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"pretrain": 2, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"pretrain": 2, "finetune": 2, "all": 1}
+
+
+@pytest.mark.workflow
+def test_a_finetune_config_change_reruns_only_fine_tuning(workdir):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["pretrain"]["lr"] = 0.001
+    config["finetune"]["lr"] = 0.002
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {"finetune": 2, "all": 1}
 
 
 def test_the_workflow_lints_clean():

@@ -1,3 +1,4 @@
+import json
 import re
 
 import yaml
@@ -45,7 +46,7 @@ def lesion_source(dataset):
             f"detector.annotations.{dataset} lacks {', '.join(missing)}: the detector of {dataset} needs lesion "
             "boxes, e.g. {format: idrid, root: <folder holding 'A. Segmentation'>}"
         )
-    return source
+    return dict(sorted(source.items()))
 
 
 LESION_SOURCES = {name: lesion_source(name) for name in DATASETS}
@@ -60,7 +61,7 @@ def load_variant(name):
         raise WorkflowError(f"pretraining variant {name!r}: {path} not found")
     variant = yaml.safe_load(path.read_text())
     validate(variant, str(Path(workflow.basedir) / "workflow" / "schemas" / "variant.schema.yaml"))
-    return variant
+    return json.loads(json.dumps(variant, sort_keys=True))
 
 
 VARIANTS = {name: load_variant(name) for run in config["pretrain"]["runs"] for name in run["variants"]}
@@ -69,3 +70,29 @@ PRETRAIN_RUNS = sorted({(version, name) for run in config["pretrain"]["runs"] fo
 
 wildcard_constraints:
     variant="|".join(re.escape(name) for name in VARIANTS) or "^$",
+
+
+BASELINES = config["finetune"]["baselines"]
+FINETUNE_RUNS = sorted({(version, method) for version in VERSIONS for method in BASELINES} | set(PRETRAIN_RUNS))
+SEEDS = config["finetune"]["seeds"]
+
+
+wildcard_constraints:
+    method="|".join(re.escape(name) for name in [*BASELINES, *VARIANTS]) or "^$",
+    seed=r"\d+",
+
+
+def finetune_setup(wildcards):
+    """Architecture and initialisation of a fine-tuning: a baseline from ImageNet, or a pretrained encoder."""
+    if wildcards.method in VARIANTS:
+        return {"arch": config["pretrain"]["arch"], "init": "encoder"}
+    return {"arch": wildcards.method, "init": "imagenet"}
+
+
+def section(*keys, drop=()):
+    """A configuration section for `params:`, keys sorted at every depth: Snakemake compares params as
+    text, so the order in which a config file lists keys must not make a rule run again."""
+    value = config
+    for key in keys:
+        value = value[key]
+    return json.loads(json.dumps({k: v for k, v in value.items() if k not in drop}, sort_keys=True))

@@ -73,7 +73,7 @@ rule detect:
     output:
         f"{RESULTS}/{{dataset}}/{{version}}/detections.parquet",
     params:
-        detect=config["detect"],
+        detect=section("detect"),
     log:
         f"{RESULTS}/logs/detect/{{dataset}}_{{version}}.log",
     benchmark:

@@ -6,7 +6,7 @@ rule index:
         table=f"{RESULTS}/{{dataset}}/original/index.parquet",
         summary=f"{RESULTS}/{{dataset}}/original/summary.json",
     params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        dataset=lambda wildcards: section("datasets", wildcards.dataset),
         check_images=config["index"]["check_images"],
     log:
         f"{RESULTS}/logs/index/{{dataset}}.log",

@@ -7,7 +7,7 @@ rule patches:
         store=f"{RESULTS}/{{dataset}}/{{version}}/patches.parquet",
         summary=f"{RESULTS}/{{dataset}}/{{version}}/patches.json",
     params:
-        patches=config["patches"],
+        patches=section("patches"),
     log:
         f"{RESULTS}/logs/patches/{{dataset}}_{{version}}.log",
     benchmark:

@@ -18,7 +18,7 @@ rule pretrain:
         ),
     params:
         variant=lambda wildcards: VARIANTS[wildcards.variant],
-        pretrain={key: value for key, value in config["pretrain"].items() if key != "runs"},
+        pretrain=section("pretrain", drop=("runs",)),
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/{wildcards.version}/pretrain/{wildcards.variant}/work",
     log:
         f"{RESULTS}/logs/pretrain/{{dataset}}_{{version}}_{{variant}}.log",

@@ -9,7 +9,7 @@ rule synthesize:
             subcategory="Synthetic datasets",
         ),
     params:
-        spec=lambda wildcards: config["synthetic"][wildcards.name],
+        spec=lambda wildcards: section("synthetic", wildcards.name),
         seed=config["synthetic"]["seed"],
     log:
         f"{RESULTS}/logs/synthesize/{{name}}.log",

@@ -1,0 +1,17 @@
+"""Adapter: the finetune rule -> comcl.finetune.train.finetune."""
+
+from comcl.finetune.train import finetune
+from comcl.logs import job_log
+
+with job_log(snakemake.log[0]):  # noqa: F821
+    finetune(
+        index=snakemake.input.index,  # noqa: F821
+        params=snakemake.params.finetune,  # noqa: F821
+        init=snakemake.params.init,  # noqa: F821
+        encoder=snakemake.input.encoder or None,  # noqa: F821
+        work_dir=snakemake.params.work_dir,  # noqa: F821
+        metrics=snakemake.output.metrics,  # noqa: F821
+        predictions=snakemake.output.predictions,  # noqa: F821
+        training_log=snakemake.output.training_log,  # noqa: F821
+        threads=snakemake.threads,  # noqa: F821
+    )
