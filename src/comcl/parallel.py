@@ -59,6 +59,11 @@ def image_seed(seed: int, image_id: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, zlib.crc32(image_id.encode())])
 
 
+def derived_seed(*parts: int) -> int:
+    """A 32-bit seed drawn from non-negative integers (base seed, step, position, ...): one per augmented view."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
 def item_seeds(seed: int, stream: str, count: int) -> list[np.random.SeedSequence]:
     """One independent seed per item, so results do not depend on how items are spread over workers."""
     return np.random.SeedSequence([seed, *stream.encode()]).spawn(count)

@@ -21,16 +21,13 @@ from mmengine.dataset import pseudo_collate
 from tqdm import tqdm
 
 from comcl.detector.train import CHECKPOINT_FORMAT, model_definition
+from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.io import read_table, write_table
 
 log = logging.getLogger(__name__)
 LESION_LEVELS = ("L", "L~")
 DETECTION_COLUMNS = ["image_id", "split", "level", "x1", "y1", "x2", "y2", "score", "label"]
-
-
-def device_for(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
 
 
 def load_detector(checkpoint: str | Path, model_file: str | Path, classes: list[str], device: torch.device) -> tuple[torch.nn.Module, dict]:

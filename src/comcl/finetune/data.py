@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from comcl.errors import DataError
+from comcl.parallel import derived_seed
 from comcl.patches.stage import CHANNELS, read_image
 from comcl.pretrain.augment import to_input
 from comcl.pretrain.data import Augment
@@ -38,10 +39,6 @@ def validation_split(frame: pd.DataFrame, share: float, seed: int, by: str | Non
         count = min(max(round(share * len(groups)), 1), len(groups) - 1)
     chosen = np.random.default_rng(seed).permutation(groups)[:count]
     return pd.Series(keys.isin(chosen).to_numpy(), index=frame.index, name="validation")
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -88,7 +85,7 @@ class ImageDataset(torch.utils.data.Dataset):
             raise DataError(f"cannot decode image {self.ids[index]!r}", path=self.paths[index], hint="replace the file")
         # cv2 drops the channel axis of a one-channel image; the augmentation wants it back.
         image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA).reshape(self.size, self.size, -1)
-        pixels = to_input(image) if self.augment is None else self.augment(image, _seed(self.seed, self.epoch, int(index)))
+        pixels = to_input(image) if self.augment is None else self.augment(image, derived_seed(self.seed, self.epoch, int(index)))
         return torch.from_numpy(pixels), torch.tensor(self.targets[index])
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
 from comcl.finetune.metrics import grading_metrics, multilabel_metrics
@@ -31,10 +32,6 @@ from comcl.pretrain.augment import build_augmentation
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
-
-
-def _device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
 
 
 @torch.no_grad()
@@ -95,7 +92,7 @@ def finetune(
     train, val = train_all[~held_out].reset_index(drop=True), train_all[held_out].reset_index(drop=True)
 
     torch.manual_seed(params["seed"])
-    device = _device(params["device"])
+    device = device_for(params["device"])
     outputs = meta["num_classes"]
     model, description = build_classifier(
         params["arch"], outputs, init, encoder, params.get("imagenet_url"), params["input_size"]

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from comcl.errors import DataError
+from comcl.parallel import derived_seed
 from comcl.patches.stage import CHANNELS, read_image
 from comcl.patches.store import PatchDataset
 
@@ -84,10 +85,6 @@ def check_groups(members: Mapping[str, np.ndarray], needs: Mapping[str, int], so
             )
 
 
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
 class StepBatches(torch.utils.data.Dataset):
     """Item ``t``: for each group, a (2, B, 3, S, S) float32 tensor of two views of its step-``t`` batch.
 
@@ -117,7 +114,7 @@ class StepBatches(torch.utils.data.Dataset):
         images = self.source.load(positions)
         key = self._keys[group]
         views = [
-            [self.augment(image, _seed(self.seed, stream, key, i, view)) for i, image in enumerate(images)] for view in (0, 1)
+            [self.augment(image, derived_seed(self.seed, stream, key, i, view)) for i, image in enumerate(images)] for view in (0, 1)
         ]
         return torch.from_numpy(np.stack([np.stack(view) for view in views]))
 

@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from comcl.curves import draw_training_curves
+from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.io import atomic_path, read_table, write_json
 from comcl.pretrain.augment import build_augmentation
@@ -96,10 +97,6 @@ def learning_rate(step: int, total: int, params: Mapping[str, Any]) -> float:
     if not params["cosine"]:
         return params["lr"]
     return params["lr"] * 0.5 * (1 + math.cos(math.pi * step / total))
-
-
-def _device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
 
 
 def _source(variant: Mapping[str, Any], params: Mapping[str, Any], store: str | Path | None, index: Path) -> tuple[PatchSource | ImageSource, str]:
@@ -195,7 +192,7 @@ def pretrain(
     longest = max(len(members[name]) for name in anchors)
     total = max(1, params["epochs"] * math.ceil(longest / params["batch_size"]))
 
-    device = _device(params["device"])
+    device = device_for(params["device"])
     torch.manual_seed(params["seed"])
     model = ContrastiveModel(params["arch"], queued, params["queue_size"], params["dim"], params["hidden"], params["momentum"]).to(device)
     optimizer = torch.optim.Adam(
