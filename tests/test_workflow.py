@@ -224,3 +224,10 @@ def test_a_fundus_dataset_without_lesion_boxes_is_refused_with_what_to_set(tmp_p
     result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "no_boxes.yaml")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
     assert "detector.annotations.eyeq lacks root" in result.stdout + result.stderr
+
+
+def test_a_pretraining_run_on_a_version_that_does_not_exist_is_refused(tmp_path):
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"pretrain": {"runs": [{"variants": ["comcl"], "versions": ["lq75"]}]}}))
+    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "typo.yaml")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert "pretrain.runs names dataset versions ['lq75']" in result.stdout + result.stderr

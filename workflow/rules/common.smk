@@ -64,8 +64,17 @@ def load_variant(name):
     return json.loads(json.dumps(variant, sort_keys=True))
 
 
+def pretrain_runs():
+    """(version, variant) pairs of `pretrain.runs`; a version that does not exist is a configuration error."""
+    runs = config["pretrain"]["runs"]
+    unknown = sorted({version for run in runs for version in run["versions"]} - set(VERSIONS))
+    if unknown:
+        raise WorkflowError(f"pretrain.runs names dataset versions {unknown}: the versions are {VERSIONS}")
+    return sorted({(version, name) for run in runs for version in run["versions"] for name in run["variants"]})
+
+
 VARIANTS = {name: load_variant(name) for run in config["pretrain"]["runs"] for name in run["variants"]}
-PRETRAIN_RUNS = sorted({(version, name) for run in config["pretrain"]["runs"] for version in run["versions"] for name in run["variants"] if version in VERSIONS})
+PRETRAIN_RUNS = pretrain_runs()
 
 
 wildcard_constraints:
