@@ -44,6 +44,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import cv2
 import numpy as np
+from cli import positive_int
 
 from comcl.degrade.chest import CHEST_DEGRADATIONS, degrade_chest, random_chest_kinds
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus, estimate_fov_mask
@@ -193,13 +194,6 @@ def _print_rows(rows: Sequence[Row], target: float) -> None:
         print(f"  {row.label:<30} {row.images:>6} {row.milliseconds:>9.2f} {row.per_second:>9.1f}  {verdict}".rstrip())
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def _image_size(text: str) -> int:
     value = int(text)
     if value < 32:
@@ -217,11 +211,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--size", type=_image_size, default=512, help="side of the square images timed in sections 1-3, px")
-    parser.add_argument("--images", type=_positive, default=200, help="images timed per table row")
-    parser.add_argument("--bases", type=_positive, default=8, help="distinct base images rendered and cycled through")
-    parser.add_argument("--stream", type=_positive, default=2000, help="images (of each modality) in the memory stream")
+    parser.add_argument("--images", type=positive_int, default=200, help="images timed per table row")
+    parser.add_argument("--bases", type=positive_int, default=8, help="distinct base images rendered and cycled through")
+    parser.add_argument("--stream", type=positive_int, default=2000, help="images (of each modality) in the memory stream")
     parser.add_argument("--stream-size", type=_image_size, default=256, help="side of the memory stream's images, px")
-    parser.add_argument("--stream-bases", type=_positive, default=4, help="distinct base images cycled in the memory stream")
+    parser.add_argument("--stream-bases", type=positive_int, default=4, help="distinct base images cycled in the memory stream")
     parser.add_argument("--target", type=float, default=25.0, help="images/s per core the random fundus type must reach")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random generator")
     return parser.parse_args(argv)

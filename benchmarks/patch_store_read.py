@@ -75,6 +75,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.utils.data
+from cli import positive_int
 from torchvision.datasets import ImageFolder
 
 from comcl.degrade.chest import degrade_chest, random_chest_kinds
@@ -357,13 +358,6 @@ def _verdict(ratio: float, target: float) -> str:
     return f"{ratio:5.2f} (>= {target:g}: {'PASS' if ratio >= target else 'FAIL'})"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(
@@ -373,17 +367,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--patches", type=_positive, default=4000, help="patches in the store and in the PNG folders")
-    parser.add_argument("--images", type=_positive, default=96, help="synthetic images the patches are cut from")
+    parser.add_argument("--patches", type=positive_int, default=4000, help="patches in the store and in the PNG folders")
+    parser.add_argument("--images", type=positive_int, default=96, help="synthetic images the patches are cut from")
     parser.add_argument("--grey", action="store_true", help="chest radiographs (grey) instead of fundus photographs (RGB)")
-    parser.add_argument("--batch-size", type=_positive, default=64, help="DataLoader batch size")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="DataLoader batch size")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts timed")
-    parser.add_argument("--repeats", type=_positive, default=3, help="epochs timed per variant (the best is kept)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="epochs timed per variant (the best is kept)")
     parser.add_argument("--row-group-mib", type=float, default=1.0, help="row group size of the store, MiB of encoded pixels")
-    parser.add_argument("--stream", type=_positive, default=20000, help="patches written in the memory stream")
+    parser.add_argument("--stream", type=positive_int, default=20000, help="patches written in the memory stream")
     parser.add_argument(
         "--stage-images",
-        type=_positive,
+        type=positive_int,
         default=150,
         help=f"images in the smaller patch stage run (the larger has {_STAGE_FACTOR} times as many)",
     )

@@ -63,6 +63,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from cli import positive_int
 
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
@@ -214,15 +215,8 @@ def _verdict(ratio: float, target: float) -> str:
     return f"step time target <= {target:.2f}: {'PASS' if ratio <= target else 'FAIL'}"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def _batch(text: str) -> int:
-    value = _positive(text)
+    value = positive_int(text)
     if value % len(_LEVELS):
         raise argparse.ArgumentTypeError(
             f"must be a multiple of {len(_LEVELS)} (CoMCL splits it over its level groups), got {value}"
@@ -257,20 +251,20 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--size",
-        type=_positive,
+        type=positive_int,
         default=None,
         help=f"side S of the (3, S, S) inputs, px; unset: {_DEFAULTS['cpu']['size']} on CPU, {_DEFAULTS['cuda']['size']} on CUDA",
     )
-    parser.add_argument("--queue-size", type=_positive, default=4096, help="negatives per level queue (delta)")
-    parser.add_argument("--dim", type=_positive, default=128, help="embedding size")
+    parser.add_argument("--queue-size", type=positive_int, default=4096, help="negatives per level queue (delta)")
+    parser.add_argument("--dim", type=positive_int, default=128, help="embedding size")
     parser.add_argument("--temperature", type=float, default=0.07, help="temperature tau of the loss")
     parser.add_argument("--progress", type=_fraction, default=0.5, help="share of training done, for CoMCL's K_t = negatives_at")
-    parser.add_argument("--steps", type=_positive, default=20, help="timed steps per variant (the median is reported)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="timed steps per variant (the median is reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
-    parser.add_argument("--loss-steps", type=_positive, default=50, help="timed loss-only calls per variant (section 3)")
+    parser.add_argument("--loss-steps", type=positive_int, default=50, help="timed loss-only calls per variant (section 3)")
     parser.add_argument(
         "--threads",
-        type=_positive,
+        type=positive_int,
         default=len(os.sched_getaffinity(0)),
         help="torch.set_num_threads; all the CPUs this process may use",
     )

@@ -11,12 +11,13 @@ import pytest
 import torch
 import yaml
 
+from comcl.checkpoints import load_checkpoint
 from comcl.errors import DataError
 from comcl.io import save_image, write_table
 from comcl.patches.store import PatchRow, PatchStoreWriter
 from comcl.pretrain.data import PatchSource, StepBatches, group_members
 from comcl.pretrain.model import ContrastiveModel
-from comcl.pretrain.train import CHECKPOINT, load_checkpoint, pretrain
+from comcl.pretrain.train import CHECKPOINT, pretrain
 from tests.conftest import REPO
 
 VARIANTS = {path.stem: yaml.safe_load(path.read_text()) for path in sorted((REPO / "config/pretrain").glob("*.yaml"))}

@@ -12,6 +12,7 @@ directory unless absolute), so the detector reads exactly the files the index po
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,6 +154,11 @@ def coco(images: pd.DataFrame, boxes: pd.DataFrame, classes: tuple[str, ...]) ->
         ],
         "categories": [{"id": number, "name": name} for name, number in category.items()],
     }
+
+
+def coco_classes(path: str | Path) -> list[str]:
+    """The class names of a COCO file, in category order: what the detector's outputs mean."""
+    return [category["name"] for category in json.loads(Path(path).read_text())["categories"]]
 
 
 def lesion_annotations(source: Mapping[str, Any], min_area: int, test_share: float, seed: int) -> tuple[dict[str, dict], dict[str, Any]]:

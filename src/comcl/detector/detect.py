@@ -20,6 +20,7 @@ from mmengine.config import ConfigDict
 from mmengine.dataset import pseudo_collate
 from tqdm import tqdm
 
+from comcl.detector.annotations import coco_classes
 from comcl.detector.train import CHECKPOINT_FORMAT, model_definition
 from comcl.devices import device_for
 from comcl.errors import DataError
@@ -130,7 +131,7 @@ def run_detect(
     """Detections on the lesion images of ``index``, written to ``detections`` (Parquet)."""
     torch.set_num_threads(max(1, threads))
     frame, meta = read_table(index)
-    classes = [category["name"] for category in json.loads(Path(annotations).read_text())["categories"]]
+    classes = coco_classes(annotations)
     model, detector_meta = load_detector(checkpoint, model_file, classes, device_for(params["device"]))
     lesion = frame[frame["level"].isin(LESION_LEVELS)].reset_index(drop=True)
     log.info("detecting lesions on %d images (levels %s) of %s", len(lesion), "/".join(LESION_LEVELS), index)

@@ -27,6 +27,7 @@ from mmengine.config import Config
 from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
 
 from comcl.curves import draw_training_curves
+from comcl.detector.annotations import coco_classes
 from comcl.io import atomic_path, write_json
 from comcl.weights import fetch_weights
 
@@ -199,7 +200,7 @@ def train_detector(
     """Train (resuming the run in ``work_dir`` if it was stopped), test on the auxiliary test split, export."""
     torch.set_num_threads(max(1, threads))
     model_file, work_dir = Path(model_file), Path(work_dir)
-    classes = [category["name"] for category in json.loads(Path(annotations["train"]).read_text())["categories"]]
+    classes = coco_classes(annotations["train"])
     backbone = fetch_weights(params["pretrained"])
     log.info("backbone: %s", f"ImageNet weights from {backbone}" if backbone else "random initialisation (from scratch)")
     config = build_config(model_file, classes, annotations, params, work_dir, backbone)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from comcl.checkpoints import resume_state, save_checkpoint
 from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
@@ -114,15 +115,12 @@ def finetune(
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None}
     start = 0
-    if checkpoint_file.is_file():
-        state = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
-        if state.get("stamp") == run_stamp:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start, history, best = state["epoch"], state["history"], state["best"]
-            log.info("resuming after epoch %d", start)
-        else:
-            log.info("starting afresh: %s belongs to another configuration", checkpoint_file)
+    state = resume_state(checkpoint_file, run_stamp)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, history, best = state["epoch"], state["history"], state["best"]
+        log.info("resuming after epoch %d", start)
 
     for epoch in range(start, params["epochs"]):
         datasets["train"].set_epoch(epoch)
@@ -162,16 +160,8 @@ def finetune(
         if _score(validation) > best["score"]:
             state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
             best = {"score": _score(validation), "epoch": epoch + 1, "state": state}
-        content = {
-            "stamp": run_stamp,
-            "epoch": epoch + 1,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "history": history,
-            "best": best,
-        }
-        with atomic_path(checkpoint_file) as tmp:
-            torch.save(content, tmp)
+        content = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history, "best": best}
+        save_checkpoint(checkpoint_file, run_stamp, content)
 
     if best["state"] is not None:
         model.load_state_dict(best["state"])

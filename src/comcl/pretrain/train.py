@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from comcl.checkpoints import resume_state, save_checkpoint
 from comcl.curves import draw_training_curves
 from comcl.devices import device_for
 from comcl.errors import DataError
@@ -81,18 +82,6 @@ def stamp(variant: Mapping[str, Any], params: Mapping[str, Any], source: Path) -
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load_checkpoint(path: Path, expected: str) -> dict[str, Any]:
-    """A run's checkpoint (plain tensors and data: ``weights_only=True``), refused if it belongs to another configuration."""
-    content = torch.load(path, map_location="cpu", weights_only=True)
-    if content.get("stamp") != expected:
-        raise DataError(
-            "this checkpoint was written by another configuration (variant, training parameters or patch store)",
-            path=path,
-            hint="delete it to start this configuration afresh, or restore the configuration it was written with",
-        )
-    return content
-
-
 def learning_rate(step: int, total: int, params: Mapping[str, Any]) -> float:
     if not params["cosine"]:
         return params["lr"]
@@ -110,9 +99,7 @@ def _source(variant: Mapping[str, Any], params: Mapping[str, Any], store: str | 
 
 
 def _checkpoint(path: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int, rows: list[dict], run_stamp: str) -> None:
-    content = {"stamp": run_stamp, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": rows}
-    with atomic_path(path) as tmp:
-        torch.save(content, tmp)
+    save_checkpoint(path, run_stamp, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": rows})
 
 
 def train_step(
@@ -206,16 +193,12 @@ def pretrain(
     checkpoint_file = work_dir / CHECKPOINT
     rows: list[dict[str, Any]] = []
     start = 0
-    if checkpoint_file.is_file():
-        try:
-            state = load_checkpoint(checkpoint_file, run_stamp)
-        except DataError as error:
-            log.info("starting afresh: %s", str(error).splitlines()[0])
-        else:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start, rows = state["step"], state["log"]
-            log.info("resuming from step %d of %d (%s)", start, total, checkpoint_file)
+    state = resume_state(checkpoint_file, run_stamp)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, rows = state["step"], state["log"]
+        log.info("resuming from step %d of %d (%s)", start, total, checkpoint_file)
     if start == 0:
         model.train()
         for name in queued:

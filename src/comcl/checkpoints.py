@@ -1,0 +1,47 @@
+"""Training checkpoints of the workflow's own runs: written atomically, resumed only by the same configuration.
+
+A checkpoint holds plain tensors and data, so it loads with ``weights_only=True``, and a ``stamp``
+(a hash of everything the run depends on): a run resumes only from a checkpoint with its own stamp.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from comcl.errors import DataError
+from comcl.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def save_checkpoint(path: Path, stamp: str, content: Mapping[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"stamp": stamp, **content}, tmp)
+
+
+def load_checkpoint(path: Path, stamp: str) -> dict[str, Any]:
+    """The checkpoint at ``path``, refused with a clear message if another configuration wrote it."""
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    if content.get("stamp") != stamp:
+        raise DataError(
+            "this checkpoint was written by another configuration (data, variant or training parameters)",
+            path=path,
+            hint="delete it to start this configuration afresh, or restore the configuration it was written with",
+        )
+    return content
+
+
+def resume_state(path: Path, stamp: str) -> dict[str, Any] | None:
+    """What a rerun continues from: the run's own checkpoint, or ``None`` (none yet, or another configuration's)."""
+    if not path.is_file():
+        return None
+    try:
+        return load_checkpoint(path, stamp)
+    except DataError as error:
+        log.info("starting afresh: %s", str(error).splitlines()[0])
+        return None
