@@ -11,6 +11,9 @@ configfile: Path(workflow.basedir) / "config" / "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthesize.smk"
 include: "workflow/rules/index.smk"
@@ -19,6 +22,7 @@ include: "workflow/rules/detector.smk"
 include: "workflow/rules/patches.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -54,10 +58,6 @@ rule all:
             for dataset in DATASETS
             for version, variant in PRETRAIN_RUNS
         ],
-        [
-            f"{RESULTS}/{dataset}/{version}/finetune/{method}/seed{seed}/metrics.json"
-            for dataset in DATASETS
-            for version, method in FINETUNE_RUNS
-            for seed in SEEDS
-        ],
+        reported_outputs(),
+        rules.benchmark_summary.output,
     default_target: True

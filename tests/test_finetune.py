@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from comcl.errors import DataError
-from comcl.finetune.train import CHECKPOINT, finetune
-from comcl.io import save_image, write_table
+from comcl.finetune.data import ImageDataset
+from comcl.finetune.model import load_classifier
+from comcl.finetune.train import CHECKPOINT, finetune, predict
+from comcl.io import read_table, save_image, write_table
 from comcl.pretrain.model import ContrastiveModel
 
 PARAMS = dict(
@@ -56,7 +58,8 @@ def tiny_index(root: Path, task: str) -> Path:
 
 
 def run(index: Path, folder: Path, init: str = "scratch", encoder: Path | None = None, **changes) -> dict:
-    outputs = dict(metrics=folder / "metrics.json", predictions=folder / "predictions.parquet", training_log=folder / "log.csv")
+    outputs = dict(metrics=folder / "metrics.json", predictions=folder / "predictions.parquet", training_log=folder / "log.csv",
+                   model_file=folder / "model.pt")
     return finetune(index, dict(PARAMS, **changes), init, encoder, folder / "work", **outputs, threads=2)
 
 
@@ -71,6 +74,17 @@ def test_fine_tuning_writes_test_metrics_without_nan(task, tmp_path):
     if task == "grading":
         assert np.allclose(predictions.drop(columns="image_id").sum(axis=1), 1, atol=1e-5)
     assert len(pd.read_csv(tmp_path / "log.csv")) == 2
+
+
+def test_the_saved_classifier_gives_the_test_predictions(tmp_path):
+    index = tiny_index(tmp_path, "grading")
+    run(index, tmp_path)
+    model, arch = load_classifier(tmp_path / "model.pt")
+    frame, meta = read_table(index)
+    test = frame[frame["split"] == "test"].reset_index(drop=True)
+    probabilities = predict(model, ImageDataset(test, meta, PARAMS["input_size"], None, 0), 4, 0, torch.device("cpu"), False)
+    saved = pd.read_parquet(tmp_path / "predictions.parquet").drop(columns="image_id").to_numpy()
+    assert arch == PARAMS["arch"] and np.allclose(probabilities, saved, atol=1e-5)
 
 
 def test_a_pretrained_encoder_initialises_the_classifier(tmp_path):

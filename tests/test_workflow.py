@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -44,7 +45,7 @@ TINY = {
     "detect": {"workers": 0},
     "patches": {"size": 32, "conf": 0.05, "k": 2},
     "pretrain": {
-        "runs": [{"variants": ["basic_cl"], "versions": ["original"]}],
+        "runs": [{"variants": ["basic_cl", "comcl"], "versions": ["original"]}],
         "arch": "resnet18",
         "dim": 8,
         "hidden": 16,
@@ -56,7 +57,10 @@ TINY = {
         "workers": 0,
     },
     "finetune": {"baselines": [], "seeds": [0], "input_size": 32, "epochs": 1, "batch_size": 4, "workers": 0},
+    "figures": {"tsne": {"per_level": 8}, "gradcam": {"images": 2}},
 }
+# Per dataset, what one pretrained variant on the original version adds downstream of its encoder.
+REPORT = {"finetune_figures": 2, "tsne": 2, "gradcam": 2, "tables": 1, "benchmark_summary": 1}
 
 
 def snakemake(workdir: Path, *args: str) -> str:
@@ -123,6 +127,29 @@ def test_the_default_target_builds_datasets_sheets_indexes_detectors_and_patch_s
 
 
 @pytest.mark.workflow
+def test_the_run_ends_with_the_three_tables_the_figures_and_a_report(workdir):
+    for table in ("table1", "table2", "table3"):
+        for ext in ("csv", "md", "tex", "html"):
+            text = (workdir / f"out/tables/{table}.{ext}").read_text()
+            assert "nan" not in text.lower().replace("nan ", "")
+    table1 = (workdir / "out/tables/table1.md").read_text()
+    assert "| Basic CL |" in table1 and "CoMCL" in table1 and "MMCNN (paper only)" in table1
+    table3 = pd.read_csv(workdir / "out/tables/table3.csv")
+    assert set(table3.loc[table3["method"] == "comcl", "version"]) == {"original"}
+    for dataset in ("eyeq", "chestxray14"):
+        for figure in ("finetune", "outcomes", "tsne", "gradcam"):
+            assert (workdir / f"out/figures/{figure}_{dataset}_original.png").stat().st_size > 10_000
+        tsne = json.loads((workdir / f"out/{dataset}/original/tsne.json").read_text())
+        assert set(tsne) == {"Basic CL", "CoMCL"}
+        assert (workdir / f"out/{dataset}/original/finetune/comcl/seed0/model.pt").is_file()
+    summary = pd.read_csv(workdir / "out/benchmarks/summary.csv")
+    assert {"train_detector", "pretrain", "finetune", "tables"} <= set(summary["stage"])
+    snakemake(workdir, "--report", "report.html")
+    report = (workdir / "report.html").read_text()
+    assert "table1.html" in report and "gradcam_eyeq_original.png" in report
+
+
+@pytest.mark.workflow
 def test_nothing_reruns_when_nothing_changed(workdir):
     assert planned_jobs(snakemake(workdir, "-n")) == {}
 
@@ -133,8 +160,8 @@ def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(
     config["index"] = {"check_images": "decode"}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "index": 2, "degrade": 4, "degradation_gallery": 2, "detect": 6, "patches": 6, "patch_figures": 6, "pretrain": 2, "finetune": 2,
-        "all": 1,
+        "index": 2, "degrade": 4, "degradation_gallery": 2, "detect": 6, "patches": 6, "patch_figures": 6, "pretrain": 4, "finetune": 4,
+        **REPORT, "all": 1,
     }
     before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
     snakemake(workdir)
@@ -149,18 +176,21 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
         "synthesize": 1, "index": 1, "degrade": 2, "degradation_gallery": 1,
-        "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 1, "finetune": 1,
-        "all": 1,
+        "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 2, "finetune": 2,
+        "finetune_figures": 1, "tsne": 1, "gradcam": 1, "tables": 1, "benchmark_summary": 1, "all": 1,
     }
 
 
 @pytest.mark.workflow
-def test_a_new_proportion_adds_its_jobs_and_reruns_nothing_else(workdir):
+def test_a_new_proportion_adds_its_jobs_and_a_table_column_and_reruns_nothing_else(workdir):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["synthetic"]["chestxray14"]["n_patients"] = 12
     config["degrade"] = {"proportions": [0.7, 0.85, 1.0]}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"degrade": 2, "detect": 2, "patches": 2, "patch_figures": 2, "all": 1}
+    # Table 1 gains the new version's column.
+    assert planned_jobs(snakemake(workdir, "-n")) == {
+        "degrade": 2, "detect": 2, "patches": 2, "patch_figures": 2, "tables": 1, "benchmark_summary": 1, "all": 1,
+    }
 
 
 @pytest.mark.workflow
@@ -169,7 +199,8 @@ def test_a_patch_config_change_reruns_only_the_patch_stage(workdir):
     config["degrade"] = {"proportions": [0.7, 1.0]}
     config["patches"]["k"] = 3
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"patches": 6, "patch_figures": 6, "all": 1}  # Basic CL reads no patches
+    # Basic CL reads no patches, CoMCL does.
+    assert planned_jobs(snakemake(workdir, "-n")) == {"patches": 6, "patch_figures": 6, "pretrain": 2, "finetune": 2, **REPORT, "all": 1}
 
 
 @pytest.mark.workflow
@@ -178,7 +209,7 @@ def test_a_pretrain_config_change_reruns_only_pretraining(workdir):
     config["patches"]["k"] = 2
     config["pretrain"]["lr"] = 0.002
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"pretrain": 2, "finetune": 2, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"pretrain": 4, "finetune": 4, **REPORT, "all": 1}
 
 
 @pytest.mark.workflow
@@ -187,7 +218,18 @@ def test_a_finetune_config_change_reruns_only_fine_tuning(workdir):
     config["pretrain"]["lr"] = 0.001
     config["finetune"]["lr"] = 0.002
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"finetune": 2, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {
+        "finetune": 4, "finetune_figures": 2, "gradcam": 2, "tables": 1, "benchmark_summary": 1, "all": 1,
+    }
+
+
+@pytest.mark.workflow
+def test_a_figure_config_change_reruns_only_that_figure(workdir):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    del config["finetune"]["lr"]
+    config["figures"]["gradcam"]["images"] = 1
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {"gradcam": 2, "benchmark_summary": 1, "all": 1}
 
 
 def test_the_workflow_lints_clean():
@@ -200,6 +242,30 @@ def test_the_paper_configuration_validates_and_plans_the_real_datasets():
     output = result.stdout + result.stderr
     assert "data/eyeq" in output, output
     assert "synthesize" not in output
+
+
+@pytest.mark.workflow
+def test_the_paper_configuration_plans_every_stage_when_the_data_are_present(workdir):
+    """The tiny run's synthetic datasets are in the real formats: the paper configuration pointed at them plans its
+    full DAG (3 seeds, 3 baselines, 7 variants, 3 dataset versions, 2 datasets)."""
+    data = workdir / "out/synthetic"
+    paths = {
+        "datasets": {
+            "eyeq": {"format": "eyeq", "root": str(data / "eyeq")},
+            "chestxray14": {"format": "chestxray14", "root": str(data / "chestxray14"), "data_entry": "Data_Entry_2017.csv"},
+        },
+        "detector": {"annotations": {"eyeq": {"format": "idrid", "root": str(data / "idrid")}}},
+    }
+    (workdir / "paper_data.yaml").write_text(yaml.safe_dump(paths))
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "-n",
+               "--configfile", str(REPO / "config/paper.yaml"), str(workdir / "paper_data.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    per_dataset = {"index": 1, "degrade": 2, "degradation_gallery": 1, "lesion_annotations": 1, "train_detector": 1, "detect": 3,
+                   "patches": 3, "patch_figures": 3, "pretrain": 13, "finetune": 3 * (3 * 6 + 4), "finetune_figures": 3,
+                   "tsne": 3, "gradcam": 3}
+    expected = {rule: 2 * count for rule, count in per_dataset.items()} | {"tables": 1, "benchmark_summary": 1, "all": 1}
+    assert planned_jobs(result.stdout) == expected
 
 
 def test_a_bad_config_is_refused_when_the_workflow_loads(tmp_path):

@@ -8,9 +8,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from comcl.io import atomic_path
-
-PNG_METADATA = {"Software": None}
+from comcl.io import save_figure
 
 
 def draw_training_curves(log: pd.DataFrame, x: str, panels: Mapping[str, Sequence[str]], title: str, path: str | Path) -> None:
@@ -27,5 +25,4 @@ def draw_training_curves(log: pd.DataFrame, x: str, panels: Mapping[str, Sequenc
     axes[-1].set_xlabel(x)
     axes[0].set_title(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, metadata=PNG_METADATA)
+    save_figure(fig, path)

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 JPEG_QUALITY = 92
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextmanager
@@ -34,6 +41,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); the final file gets the usual mode, as open() would give it.
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -89,3 +98,9 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(b"comcl", b"{}")
     return table.to_pandas(), json.loads(raw)
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> None:
+    """A matplotlib figure as PNG, atomically, without the Software tag (the same figure gives the same bytes)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", metadata={"Software": None})

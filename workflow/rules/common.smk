@@ -105,3 +105,60 @@ def section(*keys, drop=()):
     for key in keys:
         value = value[key]
     return json.loads(json.dumps({k: v for k, v in value.items() if k not in drop}, sort_keys=True))
+
+
+def method_label(method):
+    """A method as figures name it: a variant's `name` (e.g. "CoMCL"), a baseline's architecture."""
+    return VARIANTS[method]["name"] if method in VARIANTS else method
+
+
+def finetune_runs(dataset, version=None):
+    """The fine-tuning runs of a dataset (of one version), one per method and seed, with their metrics file."""
+    return [
+        {
+            "dataset": dataset,
+            "version": run_version,
+            "method": method,
+            "seed": seed,
+            "metrics": f"{RESULTS}/{dataset}/{run_version}/finetune/{method}/seed{seed}/metrics.json",
+        }
+        for run_version, method in FINETUNE_RUNS
+        if version in (None, run_version)
+        for seed in SEEDS
+    ]
+
+
+def figure_methods(version, wanted, runs):
+    """The methods of `wanted` that ran on `version` (figures compare what exists)."""
+    ran = {method for run_version, method in runs if run_version == version}
+    return [method for method in wanted if method in ran]
+
+
+TSNE_VERSIONS = [v for v in VERSIONS if figure_methods(v, config["figures"]["tsne"]["variants"], PRETRAIN_RUNS)]
+GRADCAM_VERSIONS = [v for v in VERSIONS if figure_methods(v, config["figures"]["gradcam"]["methods"], FINETUNE_RUNS)]
+FINETUNE_VERSIONS = sorted({version for version, _ in FINETUNE_RUNS}, key=VERSIONS.index)
+
+
+TABLES = ["table1", "table2", "table3"]
+
+
+def tsne_variants(wildcards):
+    return figure_methods(wildcards.version, config["figures"]["tsne"]["variants"], PRETRAIN_RUNS)
+
+
+def gradcam_models(wildcards):
+    methods = figure_methods(wildcards.version, config["figures"]["gradcam"]["methods"], FINETUNE_RUNS)
+    return {
+        method_label(method): rules.finetune.output.model.format(method=method, seed=SEEDS[0], **wildcards)
+        for method in methods
+    }
+
+
+def reported_outputs():
+    """Tables and figures of the report: the benchmark summary waits for them."""
+    return [
+        *[f"{RESULTS}/tables/{table}.{ext}" for table in TABLES for ext in ("csv", "md", "tex", "html")],
+        *[f"{RESULTS}/figures/{kind}_{d}_{v}.png" for kind in ("finetune", "outcomes") for d in DATASETS for v in FINETUNE_VERSIONS],
+        *[f"{RESULTS}/figures/tsne_{d}_{v}.png" for d in DATASETS for v in TSNE_VERSIONS],
+        *[f"{RESULTS}/figures/gradcam_{d}_{v}.png" for d in DATASETS for v in GRADCAM_VERSIONS],
+    ]

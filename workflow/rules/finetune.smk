@@ -9,6 +9,7 @@ rule finetune:
         metrics=f"{RESULTS}/{{dataset}}/{{version}}/finetune/{{method}}/seed{{seed}}/metrics.json",
         predictions=f"{RESULTS}/{{dataset}}/{{version}}/finetune/{{method}}/seed{{seed}}/predictions.parquet",
         training_log=f"{RESULTS}/{{dataset}}/{{version}}/finetune/{{method}}/seed{{seed}}/training_log.csv",
+        model=f"{RESULTS}/{{dataset}}/{{version}}/finetune/{{method}}/seed{{seed}}/model.pt",
     params:
         finetune=lambda wildcards: {
             **section("finetune", drop=("baselines", "seeds")),

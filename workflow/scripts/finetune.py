@@ -13,5 +13,6 @@ with job_log(snakemake.log[0]):  # noqa: F821
         metrics=snakemake.output.metrics,  # noqa: F821
         predictions=snakemake.output.predictions,  # noqa: F821
         training_log=snakemake.output.training_log,  # noqa: F821
+        model_file=snakemake.output.model,  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
     )

@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from comcl.degrade.chest import CHEST_DEGRADATIONS, degrade_chest
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, REFERENCE_HEIGHT, degrade_fundus, estimate_fov_mask
 from comcl.errors import DataError
-from comcl.io import atomic_path
+from comcl.io import save_figure
 
 # Per format: the PIL mode images are read in and the degradation types, one per column.
 _FORMATS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
@@ -44,7 +44,6 @@ CAPTION_HEIGHT = 0.75  # inches under each row's images (up to four caption line
 TITLE_HEIGHT = 0.4
 DPI = 110
 # No "Software" entry (it names the matplotlib version): the same figure gives the same bytes.
-PNG_METADATA: dict[str, Any] = {"Software": None}
 
 
 def draw_gallery(index: pd.DataFrame, meta: Mapping[str, Any], path: str | Path, seed: int, n_images: int = 3) -> None:
@@ -92,8 +91,7 @@ def draw_gallery(index: pd.DataFrame, meta: Mapping[str, Any], path: str | Path,
                 ax.set_title("+".join(kinds), fontsize=8)
     fig.suptitle(f"{dataset}: each degradation type on the same high-quality images", fontsize=11)
     fig.tight_layout()  # makes room for the suptitle itself
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png", metadata=PNG_METADATA)
+    save_figure(fig, path, dpi=DPI)
 
 
 def _choose(index: pd.DataFrame, n_images: int, rng: np.random.Generator, dataset: str) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import torchvision
 from torch import nn
 
 from comcl.errors import DataError
+from comcl.io import atomic_path
 from comcl.weights import fetch_weights, load_state_dict
 
 log = logging.getLogger(__name__)
@@ -143,3 +144,25 @@ def build_classifier(
         _load_backbone(model, arch, _read(encoder, hint), encoder, (), hint)
         return model, f"encoder {encoder}"
     return model, "scratch" if init == "scratch" else "scratch (ImageNet weights unavailable)"
+
+
+def save_classifier(path: str | Path, model: nn.Module, arch: str, num_outputs: int, description: str) -> None:
+    """The fine-tuned classifier with what :func:`load_classifier` needs to rebuild it (Grad-CAM, reuse).
+    ``description`` is :func:`build_classifier`'s: Inception-v3 converts its input only on ImageNet weights."""
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"arch": arch, "num_outputs": num_outputs, "imagenet": description == "imagenet", "state": state}, tmp)
+
+
+def load_classifier(path: str | Path) -> tuple[nn.Module, str]:
+    """A classifier written by :func:`save_classifier`, in eval mode, and its architecture."""
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = _network(saved["arch"], saved["imagenet"])
+        head = getattr(model, HEADS[saved["arch"]])
+        setattr(model, HEADS[saved["arch"]], nn.Linear(head.in_features, saved["num_outputs"]))
+        model.load_state_dict(saved["state"])
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as error:
+        raise DataError(f"not a fine-tuned classifier of this version: {error}", path=path, hint="run the fine-tuning again") from error
+    return model.eval(), saved["arch"]

@@ -27,7 +27,7 @@ from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
 from comcl.finetune.metrics import grading_metrics, multilabel_metrics
-from comcl.finetune.model import build_classifier
+from comcl.finetune.model import build_classifier, save_classifier
 from comcl.io import atomic_path, read_table, write_json, write_table
 from comcl.pretrain.augment import build_augmentation
 
@@ -77,6 +77,7 @@ def finetune(
     metrics: str | Path,
     predictions: str | Path,
     training_log: str | Path,
+    model_file: str | Path,
     threads: int,
 ) -> dict[str, Any]:
     """Train on the index's train split (minus validation), select on validation kappa, test; write the results."""
@@ -181,4 +182,5 @@ def finetune(
     write_table(predictions, table, {"task": meta["task"]})
     with atomic_path(training_log) as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
+    save_classifier(model_file, model, params["arch"], outputs, description)
     return result

@@ -15,18 +15,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from comcl.io import atomic_path
+from comcl.io import save_figure
 from comcl.patches.stage import CHANNELS, LEVELS, read_image
 from comcl.patches.store import PatchDataset
 
 LEVEL_NAMES = {"L": "L: lesion, high quality", "L~": "L~: lesion, low quality", "H": "H: healthy, high quality", "H~": "H~: healthy, low quality"}
-PNG_METADATA: dict[str, Any] = {"Software": None}
 _COLOURS = ("#00e5ff", "#7cff4f", "#ff4fd8", "#ffe14f", "#ff8c1a", "#b58cff", "#ff5a5a", "#ffffff")
-
-
-def _save(fig: Figure, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, metadata=PNG_METADATA)
 
 
 def _sample(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -64,7 +58,7 @@ def draw_windows(
     handles.append(Rectangle((0, 0), 1, 1, fill=False, ec="black", ls="--", label="patch window"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"{meta.get('dataset')} {meta.get('proportion')}: detections above {conf} and patch windows", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def draw_mosaic(store_path: str | Path, path: str | Path, seed: int, per_level: int = 12) -> None:
@@ -85,4 +79,4 @@ def draw_mosaic(store_path: str | Path, path: str | Path, seed: int, per_level: 
             ax.set_yticks([])
     meta = dataset.metadata
     fig.suptitle(f"{meta.get('dataset')} {meta.get('proportion')}: patches per level ({len(dataset)} in the store)", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from comcl.io import atomic_path  # noqa: E402
+from comcl.io import save_figure  # noqa: E402
 
 BOX_COLOURS = {
     "MA": "#00e5ff",
@@ -78,8 +78,7 @@ def draw_contact_sheet(
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout(rect=(0, 0.04 if handles else 0, 1, 0.97))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -1,0 +1,319 @@
+"""Tables 1-3 from small hand-written metrics.json files: the exact Markdown, the LaTeX lines, mean ± std against
+numpy, undefined metrics as "n/d" and never "nan", paper-only rows, Table 3's marks from the variants, an unlisted
+baseline appended to Table 1, a missing file, and the paper's numbers on record."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from comcl.errors import DataError
+from comcl.report.tables import FORMATS, TABLES, collect, summarize, write_tables
+
+CONTEXT: dict[str, Any] = {
+    "datasets": {"eyeq": {"format": "eyeq", "root": "data/eyeq"}},
+    "versions": ["original", "lq70"],
+    "seeds": [0, 1],
+    "finetune": {"epochs": 5, "input_size": 224, "batch_size": 8, "lr": 0.001, "balanced": True},
+    "pretrain": {"arch": "resnet50", "epochs": 10, "batch_size": 32, "input_size": 128},
+}
+SCRATCH = "scratch (ImageNet weights unavailable)"
+ENCODER = "encoder results/eyeq/original/pretrain/comcl/encoder.pt"
+COMCL = {
+    "name": "CoMCL",
+    "groups": {"L": ["L"], "L~": ["L~"], "H": ["H"], "H~": ["H~"]},
+    "pairs": [["L", "L~"], ["L", "H"], ["L~", "H~"]],
+}
+
+
+def _run(
+    folder: Path,
+    dataset: str,
+    version: str,
+    method: str,
+    seed: int,
+    *,
+    kappa: float | None,
+    accuracy: float | None,
+    auroc: float | None = None,
+    init: str = ENCODER,
+    task: str = "grading",
+) -> dict[str, Any]:
+    """Write a metrics.json as the fine-tuning writes it and return the run that points to it."""
+    test: dict[str, Any] = {"kappa": kappa, "accuracy": accuracy}
+    if task == "grading":
+        test["per_class"] = {
+            "0": {"precision": 0.5 + seed / 10, "recall": 1.0, "support": 3},
+            "1": {"precision": None, "recall": 0.0, "support": 1},
+        }
+        test["confusion"] = [[3, 0], [1, 0]]
+    else:
+        test["auroc"] = auroc
+        test["per_label"] = {"Mass": {"kappa": kappa, "accuracy": accuracy, "auroc": auroc, "support": 2}}
+        test["undefined"] = {
+            "kappa": [] if kappa is not None else ["Mass"],
+            "accuracy": [],
+            "auroc": [] if auroc is not None else ["Mass"],
+        }
+    document = {
+        "task": task,
+        "arch": "resnet50",
+        "init": init,
+        "best_epoch": 1,
+        "sizes": {"train": 144, "val": 16, "test": 80},
+        "test": test,
+        "history": [{"epoch": 1, "loss": 1.0, "val_kappa": kappa, "val_accuracy": accuracy}],
+    }
+    path = folder / "results" / dataset / version / "finetune" / method / f"seed{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+    return {"dataset": dataset, "version": version, "method": method, "seed": seed, "metrics": str(path)}
+
+
+def _fixture_runs(folder: Path) -> list[dict[str, Any]]:
+    """A scratch baseline over two seeds, CoMCL with kappa undefined in both seeds, and CoMCL on one seed of lq70."""
+    return [
+        _run(folder, "eyeq", "original", "resnet50", 0, kappa=0.5, accuracy=0.6, init=SCRATCH),
+        _run(folder, "eyeq", "original", "resnet50", 1, kappa=0.7, accuracy=0.8, init=SCRATCH),
+        _run(folder, "eyeq", "original", "comcl", 0, kappa=None, accuracy=0.8),
+        _run(folder, "eyeq", "original", "comcl", 1, kappa=None, accuracy=0.9),
+        _run(folder, "eyeq", "lq70", "comcl", 0, kappa=0.25, accuracy=0.75),
+    ]
+
+
+EXPECTED_TABLE1 = """\
+## Table 1: Comparison with supervised and contrastive methods
+
+### EyeQ
+
+| Group | Method | Original: Kappa (ours) | Original: Kappa (paper) | Original: ACC (ours) | Original: ACC (paper) | 70 % low quality: Kappa (ours) | 70 % low quality: Kappa (paper) | 70 % low quality: ACC (ours) | 70 % low quality: ACC (paper) |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| Supervised | ResNet-50 † | 0.600 ± 0.141 | 0.804 | 0.700 ± 0.141 | 0.783 | – | – | – | – |
+|  | Inception-v3 | – | – | – | – | – | – | – | – |
+|  | DenseNet-121 | – | – | – | – | – | – | – | – |
+|  | MMCNN (paper only) |  | – |  | – |  | – |  | – |
+|  | Zoom-in-Net (paper only) |  | – |  | – |  | – |  | – |
+|  | CABNet (paper only) |  | – |  | – |  | – |  | – |
+|  | DeepMT-DR (paper only) |  | – |  | – |  | – |  | – |
+|  | LANet (paper only) |  | – |  | – |  | – |  | – |
+| Contrastive | Basic CL | – | – | – | – | – | – | – | – |
+|  | Lesion-based CL | – | 0.848 | – | 0.832 | – | – | – | – |
+|  | Lesion-aware CL (paper only) |  | 0.876 |  | 0.857 |  | – |  | – |
+|  | CoMCL | n/d | 0.884 | 0.850 ± 0.071 | 0.872 | 0.250 | – | 0.750 | – |
+
+- ours: mean ± std over 2 seeds; paper: published numbers on record, – where none.
+- † from scratch: ImageNet weights could not be fetched
+- n/d: undefined (e.g. a constant prediction)
+- (paper only): a method this project does not implement; the paper's numbers only
+- Configuration: seeds 0, 1; fine-tuning 5 epochs, input 224 px, batch 8, lr 0.001, class-balanced sampling; \
+pretraining resnet50, 10 epochs, batch 32, input 128 px.
+- EyeQ: root data/eyeq; split sizes train 144, val 16, test 80.
+"""
+
+
+@pytest.fixture
+def tables(tmp_path: Path) -> Path:
+    folder = tmp_path / "tables"
+    write_tables(_fixture_runs(tmp_path), {"comcl": COMCL}, CONTEXT, folder)
+    return folder
+
+
+def test_writes_every_table_in_every_format(tables: Path) -> None:
+    expected = {f"{table}.{form}" for table in TABLES for form in FORMATS} | {"per_class_eyeq.csv"}
+    assert {path.name for path in tables.iterdir()} == expected
+
+
+def test_markdown_is_exact(tables: Path) -> None:
+    assert (tables / "table1.md").read_text() == EXPECTED_TABLE1
+
+
+def test_latex_lines(tables: Path) -> None:
+    lines = (tables / "table1.tex").read_text().splitlines()
+    for line in (
+        r"\begin{tabular}{lcccccccc}",
+        r"\toprule",
+        r" & \multicolumn{4}{c}{Original} & \multicolumn{4}{c}{70 \% low quality} \\",
+        r"\cmidrule(lr){2-5} \cmidrule(lr){6-9}",
+        r"Method & ours & paper & ours & paper & ours & paper & ours & paper \\",
+        r"\multicolumn{9}{l}{\textit{Supervised}} \\",
+        r"ResNet-50 $^\dagger$ & 0.600 $\pm$ 0.141 & 0.804 & 0.700 $\pm$ 0.141 & 0.783 & -- & -- & -- & -- \\",
+        r"Lesion-aware CL (paper only) &  & 0.876 &  & 0.857 &  & -- &  & -- \\",
+        r"CoMCL & n/d & 0.884 & 0.850 $\pm$ 0.071 & 0.872 & 0.250 & -- & 0.750 & -- \\",
+        r"\bottomrule",
+        r"$^\dagger$ from scratch: ImageNet weights could not be fetched\par",
+    ):
+        assert line in lines
+    table3 = (tables / "table3.tex").read_text()
+    assert r"Method & $(L, \tilde{L})$ & $(L, H)$ & $(\tilde{L}, \tilde{H})$ & ours & paper" in table3
+    assert r"CoMCL\_v3 = CoMCL & \checkmark & \checkmark & \checkmark & n/d & 0.884" in table3
+
+
+def test_mean_and_std_are_numpys(tmp_path: Path) -> None:
+    values = np.random.default_rng(0).random((3, 2))
+    runs = [_run(tmp_path, "eyeq", "original", "comcl", seed, kappa=k, accuracy=a) for seed, (k, a) in enumerate(values)]
+    summary = summarize(collect(runs)).set_index("metric")
+    for column, metric in enumerate(("kappa", "accuracy")):
+        mean, std = np.mean(values[:, column]), np.std(values[:, column], ddof=1)
+        assert summary.loc[metric, "mean"] == pytest.approx(mean)
+        assert summary.loc[metric, "std"] == pytest.approx(std)
+        assert (summary.loc[metric, "seeds"], summary.loc[metric, "defined"]) == (3, 3)
+    write_tables(runs, {"comcl": COMCL}, {**CONTEXT, "seeds": [0, 1, 2]}, tmp_path / "tables")
+    row = next(line for line in (tmp_path / "tables" / "table1.md").read_text().splitlines() if "| CoMCL |" in line)
+    assert f"{np.mean(values[:, 0]):.3f} ± {np.std(values[:, 0], ddof=1):.3f}" in row
+    assert f"{np.mean(values[:, 1]):.3f} ± {np.std(values[:, 1], ddof=1):.3f}" in row
+
+
+def test_undefined_metrics_are_nd_and_never_nan(tmp_path: Path) -> None:
+    context = {**CONTEXT, "datasets": {**CONTEXT["datasets"], "chestxray14": {"format": "chestxray14", "root": "data/chest"}}}
+    runs = [
+        *_fixture_runs(tmp_path),
+        _run(tmp_path, "eyeq", "lq70", "resnet50", 0, kappa=None, accuracy=None, init="imagenet"),
+        _run(tmp_path, "chestxray14", "original", "comcl", 0, kappa=None, accuracy=0.9, auroc=None, task="multilabel"),
+        _run(tmp_path, "chestxray14", "original", "comcl", 1, kappa=0.1, accuracy=0.8, auroc=None, task="multilabel"),
+    ]
+    frame = collect(runs)
+    assert frame["value"].isna().sum() == 7
+    folder = tmp_path / "tables"
+    write_tables(runs, {"comcl": COMCL}, context, folder)
+    for path in folder.iterdir():
+        assert not re.search(r"\bnan\b", path.read_text(), re.IGNORECASE), path.name
+    markdown = (folder / "table1.md").read_text()
+    assert "| ResNet-50 † | 0.600 ± 0.141 | 0.804 | 0.700 ± 0.141 | 0.783 | n/d | – | n/d | – |" in markdown
+    assert "| CoMCL | 0.100 | – | 0.850 ± 0.071 | – | n/d | – |" in markdown  # chest: one kappa, no AUC defined
+    assert "n/d: undefined (e.g. a constant prediction)" in markdown
+    chest = pd.read_csv(folder / "per_class_chestxray14.csv")
+    assert chest.columns.tolist() == ["version", "method", "label", "kappa", "accuracy", "auroc", "support"]
+    assert chest.loc[0, "kappa"] == pytest.approx(0.1) and pd.isna(chest.loc[0, "auroc"])
+
+
+def test_paper_only_row_shows_the_paper_only(tables: Path) -> None:
+    markdown = (tables / "table1.md").read_text()
+    assert "|  | Lesion-aware CL (paper only) |  | 0.876 |  | 0.857 |  | – |  | – |" in markdown
+    csv = pd.read_csv(tables / "table1.csv", keep_default_na=False)
+    row = csv[(csv["row"] == "Lesion-aware CL") & (csv["version"] == "original")]
+    assert row["source"].tolist() == ["paper", "paper"] and row["method"].tolist() == ["", ""]
+    assert row["mean"].tolist() == ["", ""] and row["seeds"].tolist() == ["", ""]
+    assert row["paper"].astype(float).tolist() == [0.876, 0.857]
+    html = (tables / "table1.html").read_text()
+    assert '<tr><td>Lesion-aware CL (paper only)</td><td class="num"></td><td class="num">0.876</td>' in html
+
+
+def test_tidy_csv(tables: Path) -> None:
+    csv = pd.read_csv(tables / "table1.csv")
+    assert csv.columns.tolist() == [
+        "table", "dataset", "version", "group", "row", "method", "source", "metric", "mean", "std", "seeds", "defined", "paper", "init",
+    ]  # fmt: skip
+    assert len(csv) == 12 * 2 * 2  # rows x versions x metrics
+    kappa = csv[(csv["method"] == "resnet50") & (csv["version"] == "original") & (csv["metric"] == "kappa")].iloc[0]
+    assert (kappa["mean"], kappa["std"]) == (pytest.approx(0.6), pytest.approx(np.std([0.5, 0.7], ddof=1)))
+    assert (kappa["seeds"], kappa["defined"], kappa["paper"], kappa["init"]) == (2, 2, 0.804, "scratch")
+    undefined = csv[(csv["method"] == "comcl") & (csv["version"] == "original") & (csv["metric"] == "kappa")].iloc[0]
+    assert (undefined["seeds"], undefined["defined"]) == (2, 0) and pd.isna(undefined["mean"])
+
+
+def test_table3_marks_follow_the_variants(tmp_path: Path) -> None:
+    runs = [
+        _run(tmp_path, "eyeq", "original", method, 0, kappa=0.3, accuracy=0.6) for method in ("comcl_v1", "comcl_v2", "comcl")
+    ]
+    # v1 as defined here (not as in the paper) trains (L, L~) only; the merged groups of v3 match no single-level pair.
+    variants = {
+        "comcl_v1": {"name": "CoMCL_v1", "groups": {"L": ["L"], "L~": ["L~"]}, "pairs": [["L", "L~"]]},
+        "comcl": {"name": "CoMCL", "groups": {"lesion": ["L", "L~"], "healthy": ["H", "H~"]}, "pairs": [["lesion", "healthy"]]},
+    }
+    write_tables(runs, variants, CONTEXT, tmp_path / "tables")
+    markdown = (tmp_path / "tables" / "table3.md").read_text()
+    assert "| Group | Method | (L, L~) | (L, H) | (L~, H~) | Original: Kappa (ours) | Original: Kappa (paper) |" in markdown
+    assert "70 % low quality" not in markdown.split("- ours")[0]  # no results nor paper numbers there
+    assert "| Level pairs | CoMCL_v1 | ✓ |  |  | 0.300 | – |" in markdown
+    assert "|  | CoMCL_v2 |  |  |  | 0.300 | – |" in markdown  # not among the variants: no marks
+    assert "|  | CoMCL_v3 = CoMCL |  |  |  | 0.300 | 0.884 |" in markdown
+    write_tables(runs, {"comcl_v1": variants["comcl_v1"], "comcl": COMCL}, CONTEXT, tmp_path / "tables")
+    assert r"CoMCL\_v3 = CoMCL & \checkmark & \checkmark & \checkmark & 0.300" in (tmp_path / "tables" / "table3.tex").read_text()
+
+
+def test_unlisted_methods_are_appended_to_table1(tmp_path: Path) -> None:
+    runs = [
+        _run(tmp_path, "eyeq", "original", "resnet18", 0, kappa=0.4, accuracy=0.5, init="imagenet"),
+        _run(tmp_path, "eyeq", "original", "my_cl", 0, kappa=0.45, accuracy=0.55),
+    ]
+    write_tables(runs, {"my_cl": {"name": "My CL", "pairs": [["L", "H"]]}}, CONTEXT, tmp_path / "tables")
+    lines = (tmp_path / "tables" / "table1.md").read_text().splitlines()
+    labels = [line.split(" | ")[1] for line in lines if line.startswith("| ") and " | " in line][2:]
+    assert labels[labels.index("LANet (paper only)") + 1] == "ResNet-18"  # last of the supervised group
+    assert labels[-1] == "My CL"
+    assert "|  | ResNet-18 | 0.400 | – | 0.500 | – | – | – | – | – |" in lines
+    assert "from scratch" not in "\n".join(lines)  # ImageNet-initialised: no dagger
+
+
+def test_missing_or_malformed_metrics_raise_data_error(tmp_path: Path) -> None:
+    runs = _fixture_runs(tmp_path)
+    missing = Path(runs[2]["metrics"])
+    missing.unlink()
+    with pytest.raises(DataError, match="rerun the fine-tuning of eyeq/original/comcl seed 0") as error:
+        write_tables(runs, {}, CONTEXT, tmp_path / "tables")
+    assert error.value.path == missing and str(missing) in str(error.value)
+    assert not (tmp_path / "tables").exists()
+    missing.write_text('{"task": "grading", "test": {}}')
+    with pytest.raises(DataError, match="malformed") as error:
+        collect(runs)
+    assert error.value.path == missing
+
+
+def test_sizes_per_version_when_they_differ(tmp_path: Path) -> None:
+    runs = _fixture_runs(tmp_path)
+    path = Path(runs[-1]["metrics"])
+    path.write_text(path.read_text().replace('"train": 144', '"train": 100'))
+    write_tables(runs, {}, CONTEXT, tmp_path / "tables")
+    expected = (
+        "- EyeQ: root data/eyeq; split sizes Original: train 144, val 16, test 80; 70 % low quality: train 100, val 16, test 80."
+    )
+    assert expected in (tmp_path / "tables" / "table2.md").read_text().splitlines()
+
+
+def test_per_class_means_over_seeds(tables: Path) -> None:
+    frame = pd.read_csv(tables / "per_class_eyeq.csv")
+    assert frame.columns.tolist() == ["version", "method", "class", "precision", "recall", "support"]
+    resnet = frame[(frame["method"] == "resnet50") & (frame["class"] == 0)].iloc[0]
+    assert (resnet["version"], resnet["precision"], resnet["recall"], resnet["support"]) == (
+        "original",
+        pytest.approx(0.55),
+        1.0,
+        3,
+    )
+    assert frame[frame["class"] == 1]["precision"].isna().all()
+    assert frame["version"].tolist()[-2:] == ["lq70", "lq70"]
+
+
+def test_published_numbers_are_the_papers_on_record() -> None:
+    """Only the four rows of the paper's Table 1 that METHOD.md quotes (EyeQ, original); nothing else is on record."""
+    layout = yaml.safe_load(resources.files("comcl.report").joinpath("published.yaml").read_text(encoding="utf-8"))
+    assert layout["published"] == {
+        "eyeq": {
+            "original": {
+                "ResNet-50": {"kappa": 0.804, "accuracy": 0.783},
+                "Lesion-based CL": {"kappa": 0.848, "accuracy": 0.832},
+                "Lesion-aware CL": {"kappa": 0.876, "accuracy": 0.857},
+                "CoMCL": {"kappa": 0.884, "accuracy": 0.872},
+            }
+        }
+    }
+
+
+def test_without_results_the_tables_show_the_layout(tmp_path: Path) -> None:
+    context = {**CONTEXT, "datasets": {**CONTEXT["datasets"], "chestxray14": {"format": "chestxray14", "root": "data/chest"}}}
+    write_tables([], {}, context, tmp_path / "tables")
+    markdown = (tmp_path / "tables" / "table2.md").read_text()
+    assert "|  | CoMCL | – | 0.884 | – | 0.872 |" in markdown  # only the paper's numbers; versions: those with any
+    assert "| Ablation | CoMCL w/o SPL | – | – | – | – | – | – |" in markdown  # chest: its format's three metrics
+    assert "- EyeQ: root data/eyeq; split sizes no results yet." in markdown
+    assert (
+        tmp_path / "tables" / "per_class_chestxray14.csv"
+    ).read_text() == "version,method,label,kappa,accuracy,auroc,support\n"

@@ -1,0 +1,141 @@
+rule tables:
+    """Tables 1-3 (CSV, Markdown, LaTeX, HTML) beside the paper's numbers, and per-class tables."""
+    input:
+        metrics=[run["metrics"] for dataset in DATASETS for run in finetune_runs(dataset)],
+    output:
+        tables=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
+        html=[
+            report(f"{RESULTS}/tables/{table}.html", caption=f"../report/{table}.rst", category="Tables")
+            for table in TABLES
+        ],
+        per_class=expand(f"{RESULTS}/tables/per_class_{{dataset}}.csv", dataset=DATASETS),
+    params:
+        runs=[run for dataset in DATASETS for run in finetune_runs(dataset)],
+        variants=VARIANTS,
+        context={
+            "datasets": {name: {key: config["datasets"][name][key] for key in ("format", "root")} for name in DATASETS},
+            "versions": VERSIONS,
+            "seeds": SEEDS,
+            "finetune": {key: config["finetune"][key] for key in ("epochs", "input_size", "batch_size", "lr", "balanced")},
+            "pretrain": {key: config["pretrain"][key] for key in ("arch", "epochs", "batch_size", "input_size")},
+        },
+    log:
+        f"{RESULTS}/logs/tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/tables.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/tables.py"
+
+
+rule finetune_figures:
+    """Training curves and test confusion matrices (or AUROC per finding) of every method on one dataset version."""
+    input:
+        metrics=lambda wildcards: [run["metrics"] for run in finetune_runs(wildcards.dataset, wildcards.version)],
+    output:
+        curves=report(
+            f"{RESULTS}/figures/finetune_{{dataset}}_{{version}}.png",
+            caption="../report/finetune_curves.rst",
+            category="Fine-tuning",
+            subcategory="{dataset}",
+        ),
+        outcomes=report(
+            f"{RESULTS}/figures/outcomes_{{dataset}}_{{version}}.png",
+            caption="../report/finetune_outcomes.rst",
+            category="Fine-tuning",
+            subcategory="{dataset}",
+        ),
+    params:
+        runs=lambda wildcards: {
+            method_label(method): [run["metrics"] for run in finetune_runs(wildcards.dataset, wildcards.version) if run["method"] == method]
+            for method in dict.fromkeys(run["method"] for run in finetune_runs(wildcards.dataset, wildcards.version))
+        },
+    log:
+        f"{RESULTS}/logs/finetune_figures/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/finetune_figures/{{dataset}}_{{version}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/finetune_figures.py"
+
+
+rule tsne:
+    """t-SNE of pretrained encoders' patch embeddings coloured by level (paper Fig. 1)."""
+    input:
+        store=rules.patches.output.store,
+        encoders=lambda wildcards: [
+            rules.pretrain.output.encoder.format(variant=variant, **wildcards) for variant in tsne_variants(wildcards)
+        ],
+    output:
+        figure=report(
+            f"{RESULTS}/figures/tsne_{{dataset}}_{{version}}.png",
+            caption="../report/tsne.rst",
+            category="Embeddings",
+            subcategory="{dataset}",
+        ),
+        summary=f"{RESULTS}/{{dataset}}/{{version}}/tsne.json",
+    params:
+        encoders=lambda wildcards: {
+            method_label(variant): rules.pretrain.output.encoder.format(variant=variant, **wildcards)
+            for variant in tsne_variants(wildcards)
+        },
+        tsne=section("figures", "tsne", drop=("variants",)),
+        arch=config["pretrain"]["arch"],
+        input_size=config["pretrain"]["input_size"],
+    log:
+        f"{RESULTS}/logs/tsne/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tsne/{{dataset}}_{{version}}.tsv"
+    threads: workflow.cores
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/tsne.py"
+
+
+rule gradcam:
+    """Grad-CAM of the fine-tuned classifiers on diseased test images (paper Fig. 3)."""
+    input:
+        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        models=lambda wildcards: list(gradcam_models(wildcards).values()),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/gradcam_{{dataset}}_{{version}}.png",
+            caption="../report/gradcam.rst",
+            category="Class activation maps",
+            subcategory="{dataset}",
+        ),
+    params:
+        models=gradcam_models,
+        gradcam=section("figures", "gradcam", drop=("methods",)),
+        input_size=config["finetune"]["input_size"],
+    log:
+        f"{RESULTS}/logs/gradcam/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gradcam/{{dataset}}_{{version}}.tsv"
+    threads: workflow.cores
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/gradcam.py"
+
+
+rule benchmark_summary:
+    """Wall time and peak memory per stage, from every job's benchmark file (run last)."""
+    input:
+        reported_outputs(),
+    output:
+        table=f"{RESULTS}/benchmarks/summary.csv",
+        figure=report(f"{RESULTS}/figures/benchmarks.png", caption="../report/benchmarks.rst", category="Benchmarks"),
+    params:
+        folder=lambda wildcards, output: Path(output.table).parent,
+    log:
+        f"{RESULTS}/logs/benchmark_summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/benchmark_summary/benchmark_summary.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/benchmark_summary.py"
