@@ -1,13 +1,16 @@
-# The two set-up commands of the README: `make run` (the workflow on the embedded demo) and
-# `make test`. Both install into .venv first; nothing is reinstalled unless a pin changed.
+# The two set-up commands of the README: `make run` (the workflow on the embedded demo, then its
+# HTML report) and `make test`. Both install into .venv first; nothing is reinstalled unless a pin
+# changed.
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 CORES ?= all
+REPORT ?= results/report.html
 
 .PHONY: run test install lint clean-results
 
 run: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) $(ARGS)
+	$(VENV)/bin/snakemake --report $(REPORT) $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)

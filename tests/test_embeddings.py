@@ -106,7 +106,7 @@ def test_run_tsne_writes_the_figure_and_a_summary_without_nan(tmp_path):
 def test_an_encoder_of_another_arch_is_refused_naming_the_file(tmp_path):
     torch.save(backbone("resnet34")[0].state_dict(), tmp_path / "resnet34.pt")
     with pytest.raises(
-        DataError, match=r"resnet34\.pt.*does not fit the resnet18 backbone.*unexpected keys \(layer1\.2\."
+        DataError, match=r"resnet34\.pt.*do not fit the resnet18 backbone.*unexpected keys \(layer1\.2\."
     ) as error:
         load_encoder(tmp_path / "resnet34.pt", "resnet18")
     assert "pretrain.arch must match" in str(error.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+
 import pandas as pd
 import pytest
 
@@ -37,3 +39,10 @@ def test_tables_carry_their_metadata(tmp_path):
     write_table(tmp_path / "t.parquet", frame, {"task": "grading", "label_columns": ["dr_grade"]})
     read, meta = read_table(tmp_path / "t.parquet")
     assert read.equals(frame) and meta == {"task": "grading", "label_columns": ["dr_grade"]}
+
+
+def test_atomic_path_gives_the_file_the_mode_open_would(tmp_path):
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("x")
+    (tmp_path / "plain.txt").write_text("x")
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)

@@ -239,6 +239,15 @@ def test_table3_marks_follow_the_variants(tmp_path: Path) -> None:
     assert r"CoMCL\_v3 = CoMCL & \checkmark & \checkmark & \checkmark & 0.300" in (tmp_path / "tables" / "table3.tex").read_text()
 
 
+def test_the_ablation_shows_the_versions_where_its_rows_compare(tmp_path: Path) -> None:
+    runs = [_run(tmp_path, "eyeq", version, "comcl", 0, kappa=0.3, accuracy=0.6) for version in ("original", "lq70")]
+    runs.append(_run(tmp_path, "eyeq", "original", "comcl_wo_spl", 0, kappa=0.2, accuracy=0.5))
+    write_tables(runs, {"comcl": COMCL}, CONTEXT, tmp_path / "tables")
+    table2 = (tmp_path / "tables" / "table2.md").read_text().split("- ours")[0]
+    assert "Original: Kappa (ours)" in table2 and "70 % low quality" not in table2  # CoMCL alone ran there
+    assert "70 % low quality" in (tmp_path / "tables" / "table1.md").read_text()
+
+
 def test_unlisted_methods_are_appended_to_table1(tmp_path: Path) -> None:
     runs = [
         _run(tmp_path, "eyeq", "original", "resnet18", 0, kappa=0.4, accuracy=0.5, init="imagenet"),

@@ -24,10 +24,10 @@ from comcl.detector.annotations import coco_classes
 from comcl.detector.train import CHECKPOINT_FORMAT, model_definition
 from comcl.devices import device_for
 from comcl.errors import DataError
+from comcl.index.build import LESION_LEVELS
 from comcl.io import read_table, write_table
 
 log = logging.getLogger(__name__)
-LESION_LEVELS = ("L", "L~")
 DETECTION_COLUMNS = ["image_id", "split", "level", "x1", "y1", "x2", "y2", "score", "label"]
 
 

@@ -59,7 +59,7 @@ def _first(keys: Sequence[str], count: int = 4) -> str:
     return ", ".join(keys[:count]) + (", ..." if len(keys) > count else "")
 
 
-def _read(path: Path, hint: str) -> dict[str, torch.Tensor]:
+def read_weights(path: Path, hint: str) -> dict[str, torch.Tensor]:
     try:
         state = load_state_dict(path)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
@@ -69,7 +69,7 @@ def _read(path: Path, hint: str) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _load_backbone(
+def load_backbone(
     model: nn.Module, arch: str, state: Mapping[str, torch.Tensor], path: Path, unused: tuple[str, ...], hint: str
 ) -> None:
     """Copy ``state`` into every parameter and buffer of ``model`` but its head, or raise naming what does not fit.
@@ -92,7 +92,7 @@ def _load_backbone(
 
 def _imagenet_state(path: Path) -> dict[str, torch.Tensor]:
     renamed = {}
-    for key, value in _read(path, _IMAGENET_HINT).items():
+    for key, value in read_weights(path, _IMAGENET_HINT).items():
         match = _DENSENET_OLD_KEY.match(key)
         renamed[f"{match.group(1)}{match.group(2)}" if match else key] = value
     return renamed
@@ -133,7 +133,7 @@ def build_classifier(
 
     if weights is not None:
         unused = (*_UNUSED_IMAGENET_KEYS, HEADS[arch] + ".")
-        _load_backbone(model, arch, _imagenet_state(weights), weights, unused, _IMAGENET_HINT)
+        load_backbone(model, arch, _imagenet_state(weights), weights, unused, _IMAGENET_HINT)
         return model, "imagenet"
     if init == "encoder":
         encoder = Path(encoder)
@@ -141,7 +141,7 @@ def build_classifier(
             f"pretrain and fine-tune the same ResNet (pretrain.arch must equal the fine-tuning arch, {arch!r} here) "
             "and pass the encoder.pt that pretraining wrote (a plain state dict of the backbone, without `fc`)"
         )
-        _load_backbone(model, arch, _read(encoder, hint), encoder, (), hint)
+        load_backbone(model, arch, read_weights(encoder, hint), encoder, (), hint)
         return model, f"encoder {encoder}"
     return model, "scratch" if init == "scratch" else "scratch (ImageNet weights unavailable)"
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 LEVELS = ("L", "L~", "H", "H~")
+LESION_LEVELS = ("L", "L~")
 CORE_COLUMNS = ("image_id", "path", "split", "patient_id")
 STATE_COLUMNS = ("quality", "lesion", "level", "degraded", "degradation", "width", "height")
 

@@ -18,15 +18,14 @@ import numpy as np
 import pandas as pd
 
 from comcl.degrade.fundus import estimate_fov_mask
-from comcl.detector.detect import LESION_LEVELS
 from comcl.errors import DataError
+from comcl.index.build import LESION_LEVELS, LEVELS
 from comcl.io import read_table, write_json
 from comcl.parallel import image_seed, parallel_stream
 from comcl.patches.store import PatchRow, PatchStoreWriter
 from comcl.patches.windows import expand_box, fov_windows, merge_windows
 
 log = logging.getLogger(__name__)
-LEVELS = ("L", "L~", "H", "H~")
 CHANNELS = {"eyeq": 3, "chestxray14": 1}
 
 

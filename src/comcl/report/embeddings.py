@@ -11,7 +11,6 @@ the encoder's own feature space rather than in the 2-D map.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,13 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from comcl.errors import DataError
+from comcl.finetune.model import load_backbone, read_weights
 from comcl.io import save_figure, write_json
 from comcl.patches.figures import LEVEL_NAMES
 from comcl.patches.stage import LEVELS
 from comcl.patches.store import PatchDataset
 from comcl.pretrain.augment import to_input
 from comcl.pretrain.model import backbone
-from comcl.weights import load_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +43,6 @@ LEVEL_COLOURS = {"L": "#d62728", "L~": "#ff9f40", "H": "#1f4e9c", "H~": "#6cc3f0
 MIN_TSNE_POINTS = 4
 
 
-def _first(keys: Sequence[str], count: int = 4) -> str:
-    return ", ".join(keys[:count]) + (", ..." if len(keys) > count else "")
-
-
 def load_encoder(path: str | Path, arch: str) -> nn.Module:
     """The pretrained backbone in eval mode: ``backbone(arch)`` with ``encoder.pt`` loaded strictly.
 
@@ -55,27 +50,8 @@ def load_encoder(path: str | Path, arch: str) -> nn.Module:
     """
     path = Path(path)
     hint = f"pretrain.arch must match the arch given here ({arch!r}); pass the encoder.pt that pretraining wrote"
-    try:
-        state = load_state_dict(path)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise DataError(f"cannot read the encoder: {error}", path=path, hint=hint) from error
-    if not isinstance(state, Mapping) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise DataError("not a state dict (a mapping of parameter names to tensors)", path=path, hint=hint)
     network, _ = backbone(arch)
-    expected = network.state_dict()
-    found = {
-        "missing keys": [key for key in expected if key not in state],
-        "unexpected keys": [key for key in state if key not in expected],
-        "keys of another shape (file vs model)": [
-            f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
-            for key, value in expected.items()
-            if key in state and state[key].shape != value.shape
-        ],
-    }
-    problems = [f"{len(keys)} {what} ({_first(keys)})" for what, keys in found.items() if keys]
-    if problems:
-        raise DataError(f"the encoder does not fit the {arch} backbone: " + "; ".join(problems), path=path, hint=hint)
-    network.load_state_dict(state)
+    load_backbone(network, arch, read_weights(path, hint), path, (), hint)
     return network.eval()
 
 

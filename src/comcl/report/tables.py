@@ -278,15 +278,21 @@ def _paper(results: _Results, dataset: str, version: str, row: _Row) -> Mapping[
 
 
 def _used_versions(rows: Sequence[_Row], results: _Results) -> tuple[str, ...]:
-    """The versions where a row of the table has results or paper numbers: an ablation usually runs on one version,
-    and columns of dashes would only hide that."""
+    """The versions where two rows of the table or more have results or paper numbers (else where one has): an
+    ablation usually runs on one version, and columns of one filled row among dashes would only hide that."""
     ran = {(dataset, version, method) for dataset, version, method, _ in results.stats}
-    used = tuple(
-        version
-        for version in results.versions
-        if any((d, version, row.method) in ran or _paper(results, d, version, row) for d in results.datasets for row in rows)
+
+    def filled(version: str) -> int:
+        return sum(
+            any((d, version, row.method) in ran or _paper(results, d, version, row) for d in results.datasets) for row in rows
+        )
+
+    counts = {version: filled(version) for version in results.versions}
+    return (
+        tuple(v for v in results.versions if counts[v] >= 2)
+        or tuple(v for v in results.versions if counts[v])
+        or ("original",)
     )
-    return used or ("original",)
 
 
 def _record(
