@@ -268,6 +268,20 @@ def test_the_paper_configuration_plans_every_stage_when_the_data_are_present(wor
     assert planned_jobs(result.stdout) == expected
 
 
+def leaves(config: dict, prefix: tuple = ()) -> set[tuple]:
+    return {path for key, value in config.items() for path in
+            (leaves(value, (*prefix, key)) if isinstance(value, dict) else {(*prefix, key)})}
+
+
+def test_the_paper_configuration_sets_every_key_the_demo_sets():
+    """Snakemake merges --configfile over the Snakefile's config/config.yaml key by key: a key of the demo that the paper
+    configuration leaves out would run the paper with the demo's value."""
+    demo = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    synthetic_sizes = {path for path in leaves(demo) if path[0] == "synthetic" and path[1] != "datasets"}  # none generated
+    assert leaves(demo) - synthetic_sizes <= leaves(paper)
+
+
 def test_a_bad_config_is_refused_when_the_workflow_loads(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"index": {"check_images": "sometimes"}}))
     result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "bad.yaml")], capture_output=True, text=True, cwd=REPO)
