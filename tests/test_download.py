@@ -1,0 +1,188 @@
+"""Downloads from a local HTTP server that can fail on demand: resume, retries, mirrors and checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from comcl.download import download, md5sum, sha256sum
+from comcl.errors import DataError
+
+DATA = bytes(range(256)) * 1000  # 256 kB: several chunks of the 64 kB the tests read at a time
+CHUNK = 1 << 16
+
+
+@dataclass
+class Served:
+    """What the server holds and how it misbehaves, per path; ``requests`` records (path, Range header)."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    cut_after: dict[str, int] = field(default_factory=dict)  # first request: send only this many bytes, then hang up
+    fail_once: set[str] = field(default_factory=set)  # first request: 500
+    ignore_range: set[str] = field(default_factory=set)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    url: str = ""
+
+
+def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path, header = self.path, self.headers.get("Range")
+            first = path not in {seen for seen, _ in served.requests}
+            served.requests.append((path, header))
+            if path not in served.files:
+                self.send_error(404)
+                return
+            if path in served.fail_once and first:
+                self.send_error(500)
+                return
+            data = served.files[path]
+            match = re.fullmatch(r"bytes=(\d+)-", header or "")
+            start = int(match.group(1)) if match and path not in served.ignore_range else 0
+            if start >= len(data) > 0:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return
+            self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            body = data[start:]
+            if first and path in served.cut_after:
+                body = body[: served.cut_after[path]]
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[Served]:
+    served = Served(files={"/data.bin": DATA})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    served.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield served
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+def fetch(server: Served, tmp_path, waits: list[float], *paths: str, **options):
+    return download(
+        [server.url + path for path in paths], tmp_path / "data.bin", chunk=CHUNK, progress=False, sleep=waits.append, **options
+    )
+
+
+def test_a_download_completes_and_is_verified(server, tmp_path, waits):
+    md5, sha256 = hashlib.md5(DATA).hexdigest(), hashlib.sha256(DATA).hexdigest()
+    path = fetch(server, tmp_path, waits, "/data.bin", md5=md5.upper(), sha256=sha256)
+    assert path == tmp_path / "data.bin"
+    assert path.read_bytes() == DATA
+    assert (md5sum(path), sha256sum(path)) == (md5, sha256)
+    assert list(tmp_path.iterdir()) == [path]
+    assert server.requests == [("/data.bin", None)]
+    assert waits == []
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(server, tmp_path, waits, caplog):
+    server.cut_after["/data.bin"] = 100_000
+    path = fetch(server, tmp_path, waits, "/data.bin", sha256=hashlib.sha256(DATA).hexdigest(), backoff=0.5)
+    assert path.read_bytes() == DATA
+    assert server.requests == [("/data.bin", None), ("/data.bin", "bytes=100000-")]
+    assert waits == [0.5]
+    assert "ended after 100000 of 256000 bytes; retrying in 0.5 s" in caplog.text
+
+
+def test_a_partial_file_from_an_earlier_run_is_resumed_or_found_complete(server, tmp_path, waits):
+    (tmp_path / "data.bin.part").write_bytes(DATA[:1000])
+    assert fetch(server, tmp_path, waits, "/data.bin").read_bytes() == DATA
+    assert server.requests == [("/data.bin", "bytes=1000-")]
+
+    (tmp_path / "data.bin").rename(tmp_path / "data.bin.part")
+    assert fetch(server, tmp_path, waits, "/data.bin", md5=hashlib.md5(DATA).hexdigest()).read_bytes() == DATA
+    assert server.requests[-1] == ("/data.bin", f"bytes={len(DATA)}-")  # answered 416: nothing left to fetch
+
+
+def test_a_server_that_ignores_range_restarts_from_zero(server, tmp_path, waits):
+    server.ignore_range.add("/data.bin")
+    (tmp_path / "data.bin.part").write_bytes(b"stale bytes from another file")
+    assert fetch(server, tmp_path, waits, "/data.bin").read_bytes() == DATA
+    assert server.requests == [("/data.bin", "bytes=29-")]
+
+
+def test_a_checksum_mismatch_is_refused_and_nothing_is_kept(server, tmp_path, waits):
+    with pytest.raises(DataError, match=r"the download's MD5 is [0-9a-f]{32}, not the expected 0{32}") as error:
+        fetch(server, tmp_path, waits, "/data.bin", md5="0" * 32)
+    assert "What to do: it was deleted: run again" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_file_falls_back_to_the_mirror(server, tmp_path, waits):
+    server.files["/mirror/data.bin"] = DATA
+    assert fetch(server, tmp_path, waits, "/gone/data.bin", "/mirror/data.bin").read_bytes() == DATA
+    assert server.requests == [("/gone/data.bin", None), ("/mirror/data.bin", None)]
+    assert waits == []  # a 404 is not worth a retry
+
+
+def test_a_server_error_is_retried_after_a_wait(server, tmp_path, waits, caplog):
+    server.fail_once.add("/data.bin")
+    assert fetch(server, tmp_path, waits, "/data.bin").read_bytes() == DATA
+    assert len(server.requests) == 2
+    assert waits == [2.0]
+    assert "HTTP 500 Internal Server Error; retrying in 2.0 s (attempt 2 of 6)" in caplog.text
+
+
+def test_when_every_url_fails_the_error_lists_them_and_keeps_the_partial_file(server, tmp_path, waits):
+    server.cut_after["/data.bin"] = 1000
+    with pytest.raises(DataError) as error:
+        fetch(server, tmp_path, waits, "/nowhere.bin", "/data.bin", retries=0)
+    message = str(error.value)
+    assert f"{server.url}/nowhere.bin: HTTP 404" in message
+    assert f"{server.url}/data.bin: the connection ended after 1000 of {len(DATA)} bytes" in message
+    assert f"download the file by hand to {tmp_path / 'data.bin'}" in message
+    assert (tmp_path / "data.bin.part").stat().st_size == 1000
+
+
+def test_the_manifest_records_a_checksum_then_refuses_a_changed_file(server, tmp_path, waits):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"other.bin": {"sha256": "ab", "size": 1}}))
+    fetch(server, tmp_path / "first", waits, "/data.bin", manifest=manifest)
+    entries = json.loads(manifest.read_text())
+    assert entries == {
+        "data.bin": {"sha256": hashlib.sha256(DATA).hexdigest(), "size": len(DATA)},
+        "other.bin": {"sha256": "ab", "size": 1},
+    }
+
+    server.files["/data.bin"] = DATA[::-1]
+    with pytest.raises(DataError, match="SHA-256 .* not the one recorded in .*manifest.json") as error:
+        fetch(server, tmp_path / "second", waits, "/data.bin", manifest=manifest)
+    assert "remove its entry from" in str(error.value)
+    assert list((tmp_path / "second").iterdir()) == []
+    assert json.loads(manifest.read_text()) == entries
+
+
+def test_an_existing_target_is_verified_without_any_request(server, tmp_path, waits):
+    (tmp_path / "data.bin").write_bytes(DATA)
+    assert fetch(server, tmp_path, waits, "/data.bin", sha256=hashlib.sha256(DATA).hexdigest()) == tmp_path / "data.bin"
+    with pytest.raises(DataError, match="the file's SHA-256 is .* not the expected") as error:
+        fetch(server, tmp_path, waits, "/data.bin", sha256="f" * 64)
+    assert f"delete {tmp_path / 'data.bin'} and run again" in str(error.value)
+    assert (tmp_path / "data.bin").read_bytes() == DATA  # a complete file of the user's is not deleted
+    assert server.requests == []
