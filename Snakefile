@@ -16,6 +16,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthesize.smk"
+include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/degrade.smk"
 include: "workflow/rules/detector.smk"

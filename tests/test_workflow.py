@@ -31,6 +31,7 @@ TINY = {
         "eyeq": {"format": "eyeq", "root": "out/synthetic/eyeq"},
         "chestxray14": {"format": "chestxray14", "root": "out/synthetic/chestxray14"},
     },
+    "preprocess": {"size": 96},
     "detector": {
         "annotations": {"eyeq": {"format": "idrid", "root": "out/synthetic/idrid"}},
         "model": "faster_rcnn_r18_fpn_small",
@@ -49,8 +50,8 @@ TINY = {
         "arch": "resnet18",
         "dim": 8,
         "hidden": 16,
-        "queue_size": 4,
-        "batch_size": 4,
+        "queue_size": 2,  # the tiny detector finds a handful of low-quality lesions
+        "batch_size": 2,
         "epochs": 1,
         "input_size": 32,
         "image_size": 48,
@@ -264,7 +265,7 @@ def test_the_paper_configuration_plans_every_stage_when_the_data_are_present(wor
     per_dataset = {"index": 1, "degrade": 2, "degradation_gallery": 1, "lesion_annotations": 1, "train_detector": 1, "detect": 3,
                    "patches": 3, "patch_figures": 3, "pretrain": 13, "finetune": 3 * (3 * 6 + 4), "finetune_figures": 3,
                    "tsne": 3, "gradcam": 3}
-    expected = {rule: 2 * count for rule, count in per_dataset.items()} | {"tables": 1, "benchmark_summary": 1, "all": 1}
+    expected = {rule: 2 * count for rule, count in per_dataset.items()} | {"preprocess": 1, "tables": 1, "benchmark_summary": 1, "all": 1}
     assert planned_jobs(result.stdout) == expected
 
 
@@ -280,6 +281,13 @@ def test_the_paper_configuration_sets_every_key_the_demo_sets():
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     synthetic_sizes = {path for path in leaves(demo) if path[0] == "synthetic" and path[1] != "datasets"}  # none generated
     assert leaves(demo) - synthetic_sizes <= leaves(paper)
+
+
+def test_fundus_preprocessing_can_be_turned_off(tmp_path):
+    (tmp_path / "off.yaml").write_text(yaml.safe_dump({"preprocess": {"enabled": False}}))
+    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "off.yaml")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "rule preprocess:" not in result.stdout and "rule index:" in result.stdout
 
 
 def test_a_bad_config_is_refused_when_the_workflow_loads(tmp_path):

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import yaml
@@ -21,6 +22,21 @@ wildcard_constraints:
 
 def dataset_root(wildcards):
     return config["datasets"][wildcards.dataset]["root"]
+
+
+def preprocessed(dataset):
+    """Whether a dataset's images go through the fundus preprocessing before indexing."""
+    return config["preprocess"]["enabled"] and config["datasets"][dataset]["format"] == "eyeq"
+
+
+def indexed_dataset(wildcards):
+    """A dataset's section as the index reads it: a preprocessed dataset's image folders are the preprocessed
+    ones, given relative to its root (the index joins them to it)."""
+    dataset = section("datasets", wildcards.dataset)
+    if preprocessed(wildcards.dataset):
+        images = f"{RESULTS}/{wildcards.dataset}/preprocessed/images"
+        dataset["images"] = {split: os.path.relpath(f"{images}/{split}", dataset["root"]) for split in dataset["images"]}
+    return dataset
 
 
 NIH_BOX_KEYS = ["root", "bbox_list", "data_entry", "images"]

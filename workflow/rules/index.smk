@@ -2,11 +2,12 @@ rule index:
     """A dataset's labels, quality and level per image, read from its public format."""
     input:
         root=dataset_root,
+        images=lambda wildcards: rules.preprocess.output.images.format(**wildcards) if preprocessed(wildcards.dataset) else [],
     output:
         table=f"{RESULTS}/{{dataset}}/original/index.parquet",
         summary=f"{RESULTS}/{{dataset}}/original/summary.json",
     params:
-        dataset=lambda wildcards: section("datasets", wildcards.dataset),
+        dataset=indexed_dataset,
         check_images=config["index"]["check_images"],
     log:
         f"{RESULTS}/logs/index/{{dataset}}.log",

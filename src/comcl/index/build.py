@@ -15,6 +15,7 @@ The Parquet metadata says how to read the labels: ``task`` (``grading`` or ``mul
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ def index_eyeq(
     sources = {split: root / labels[split] for split in SPLITS}
     for split in SPLITS:
         table = eyeq.read_labels(sources[split])
-        folder = root / images[split]
+        # A folder outside the root (the preprocessed images) comes as a relative path from it.
+        folder = Path(os.path.normpath(root / images[split]))
         part = pd.DataFrame(
             {
                 "image_id": table["image"].str.replace(r"\.jpe?g$", "", regex=True),
