@@ -12,16 +12,24 @@ from comcl.errors import DataError
 from comcl.finetune.figures import read_results, run_finetune_figures
 from comcl.report.benchmarks import read_benchmarks, run_benchmark_summary
 
-HISTORY = [{"epoch": 1, "loss": 1.6, "val_kappa": None, "val_accuracy": 0.2}, {"epoch": 2, "loss": 1.2, "val_kappa": 0.4, "val_accuracy": 0.5}]
+HISTORY = [
+    {"epoch": 1, "loss": 1.6, "val_kappa": None, "val_accuracy": 0.2},
+    {"epoch": 2, "loss": 1.2, "val_kappa": 0.4, "val_accuracy": 0.5},
+]
 
 
 def metrics_file(path: Path, task: str, kappa: float | None) -> Path:
     if task == "grading":
-        test = {"kappa": kappa, "accuracy": 0.5, "confusion": [[3, 1, 0], [1, 2, 0], [0, 0, 0]]}
+        per_class = {str(k): {"precision": None, "recall": 0.5, "support": 3} for k in range(3)}
+        test = {"kappa": kappa, "accuracy": 0.5, "per_class": per_class, "confusion": [[3, 1, 0], [1, 2, 0], [0, 0, 0]]}
     else:
-        test = {"kappa": kappa, "per_label": {name: {"auroc": None if name == "Mass" else 0.7} for name in ("Effusion", "Mass")}}
+        per_label = {name: {"kappa": kappa, "accuracy": 0.9, "auroc": None if name == "Mass" else 0.7, "support": 2}
+                     for name in ("Effusion", "Mass")}
+        test = {"kappa": kappa, "accuracy": 0.9, "auroc": 0.7, "per_label": per_label}
+    document = {"task": task, "init": "scratch", "sizes": {"train": 9, "val": 2, "test": 5}, "best_epoch": 2, "history": HISTORY,
+                "test": test}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"task": task, "best_epoch": 2, "history": HISTORY, "test": test}))
+    path.write_text(json.dumps(document))
     return path
 
 
@@ -40,8 +48,10 @@ def test_confusion_counts_are_summed_over_seeds(tmp_path):
 
 def test_a_metrics_file_without_history_is_refused_by_name(tmp_path):
     bad = tmp_path / "metrics.json"
-    bad.write_text(json.dumps({"task": "grading", "test": {}}))
-    with pytest.raises(DataError, match="without history, best_epoch") as error:
+    document = json.loads(metrics_file(tmp_path / "good.json", "grading", 0.1).read_text())
+    del document["history"]
+    bad.write_text(json.dumps(document))
+    with pytest.raises(DataError, match="no 'best_epoch' and 'history'") as error:
         read_results({"CoMCL": [bad]})
     assert str(bad) in str(error.value)
 

@@ -132,7 +132,7 @@ def test_the_run_ends_with_the_three_tables_the_figures_and_a_report(workdir):
     for table in ("table1", "table2", "table3"):
         for ext in ("csv", "md", "tex", "html"):
             text = (workdir / f"out/tables/{table}.{ext}").read_text()
-            assert "nan" not in text.lower().replace("nan ", "")
+            assert not re.search(r"\bnan\b", text, flags=re.IGNORECASE), f"{table}.{ext}"
     table1 = (workdir / "out/tables/table1.md").read_text()
     assert "| Basic CL |" in table1 and "CoMCL" in table1 and "MMCNN (paper only)" in table1
     table3 = pd.read_csv(workdir / "out/tables/table3.csv")
@@ -288,6 +288,13 @@ def test_fundus_preprocessing_can_be_turned_off(tmp_path):
     result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "off.yaml")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "rule preprocess:" not in result.stdout and "rule index:" in result.stdout
+
+
+def test_a_figure_naming_an_unknown_method_is_refused(tmp_path):
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"figures": {"gradcam": {"methods": ["resnet18", "comcl_typo"]}}}))
+    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "typo.yaml")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert "figures.gradcam.methods names 'comcl_typo'" in result.stdout + result.stderr
 
 
 def test_a_bad_config_is_refused_when_the_workflow_loads(tmp_path):

@@ -9,18 +9,15 @@ download that does not match is refused.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from tqdm import tqdm
 
-from comcl.io import atomic_path
+from comcl.download import download, sha256sum
+from comcl.errors import DataError
 
 log = logging.getLogger(__name__)
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
@@ -30,22 +27,22 @@ def cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
-def _download(url: str, target: Path, timeout: float) -> None:
-    digest = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp, open(tmp, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=None) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-                bar.update(len(chunk))
-        expected = _HASH_PREFIX.search(target.name)
-        if expected and not digest.hexdigest().startswith(expected.group(1)):
-            raise ValueError(f"{url}: SHA-256 {digest.hexdigest()[:16]}... does not start with {expected.group(1)}")
+def _hash_mismatch(target: Path) -> str | None:
+    """Why ``target`` is not the file its name promises, or None."""
+    expected = _HASH_PREFIX.search(target.name)
+    if expected is None:
+        return None
+    digest = sha256sum(target)
+    return None if digest.startswith(expected.group(1)) else f"SHA-256 {digest[:16]}... does not start with {expected.group(1)}"
 
 
 def fetch_weights(url: str | None, timeout: float = 30.0) -> Path | None:
-    """The cached file for ``url``, downloading it if needed; ``None`` (and a warning) if that fails."""
+    """The cached file for ``url``, downloading it if needed; ``None`` (and a warning) if that fails.
+
+    One attempt, no retries: offline, every job that asks would otherwise wait out the back-off before
+    going on from scratch. A downloaded file whose SHA-256 does not start with its name's hash is deleted;
+    a cached file is trusted, as torchvision trusts it.
+    """
     if not url:
         return None
     target = cache_path(url)
@@ -53,8 +50,12 @@ def fetch_weights(url: str | None, timeout: float = 30.0) -> Path | None:
         return target
     try:
         log.info("downloading %s to %s", url, target)
-        _download(url, target, timeout)
-    except (urllib.error.URLError, OSError, ValueError) as error:
+        download([url], target, retries=0, timeout=timeout)
+        mismatch = _hash_mismatch(target)
+        if mismatch:
+            target.unlink()
+            raise DataError(mismatch, path=target)
+    except (DataError, OSError) as error:
         log.warning("cannot fetch pretrained weights from %s (%s)", url, error)
         return None
     return target

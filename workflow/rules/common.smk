@@ -150,6 +150,20 @@ def figure_methods(version, wanted, runs):
     return [method for method in wanted if method in ran]
 
 
+def check_figure_methods():
+    """Figure method names must be variant files or baseline architectures: a typo would silently drop a panel."""
+    architectures = config_schema["properties"]["finetune"]["properties"]["baselines"]["items"]["enum"]
+    named = [("tsne.variants", name) for name in config["figures"]["tsne"]["variants"]]
+    named += [("gradcam.methods", name) for name in config["figures"]["gradcam"]["methods"] if name not in architectures]
+    for key, name in named:
+        try:
+            load_variant(name)
+        except WorkflowError as error:
+            raise WorkflowError(f"figures.{key} names {name!r}, neither a baseline architecture nor a variant: {error}")
+
+
+config_schema = yaml.safe_load((Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml").read_text())
+check_figure_methods()
 TSNE_VERSIONS = [v for v in VERSIONS if figure_methods(v, config["figures"]["tsne"]["variants"], PRETRAIN_RUNS)]
 GRADCAM_VERSIONS = [v for v in VERSIONS if figure_methods(v, config["figures"]["gradcam"]["methods"], FINETUNE_RUNS)]
 FINETUNE_VERSIONS = sorted({version for version, _ in FINETUNE_RUNS}, key=VERSIONS.index)

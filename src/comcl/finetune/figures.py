@@ -9,7 +9,6 @@ metrics.json files of the fine-tuning runs only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from comcl.errors import DataError
+from comcl.finetune.results import read_metrics
 from comcl.io import save_figure
 
 Results = Mapping[str, Sequence[Mapping[str, Any]]]
@@ -103,19 +102,8 @@ def _draw_auroc(results: Results, title: str, path: str | Path) -> None:
 
 
 def read_results(runs: Mapping[str, Sequence[str | Path]]) -> dict[str, list[dict[str, Any]]]:
-    """Method label -> the metrics.json contents of its runs."""
-    results: dict[str, list[dict[str, Any]]] = {}
-    for label, paths in runs.items():
-        for path in paths:
-            try:
-                content = json.loads(Path(path).read_text())
-            except (OSError, ValueError) as error:
-                raise DataError(f"not a fine-tuning metrics file: {error}", path=path, hint="run that fine-tuning again") from error
-            missing = [key for key in ("task", "test", "history", "best_epoch") if key not in content]
-            if missing:
-                raise DataError(f"a fine-tuning metrics file without {', '.join(missing)}", path=path, hint="run that fine-tuning again")
-            results.setdefault(label, []).append(content)
-    return results
+    """Method label -> the checked metrics.json contents of its runs."""
+    return {label: [read_metrics(path) for path in paths] for label, paths in runs.items()}
 
 
 def run_finetune_figures(runs: Mapping[str, Sequence[str | Path]], title: str, curves: str | Path, outcomes: str | Path) -> None:

@@ -11,7 +11,6 @@ cells in the CSV files, never the text "nan".
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,20 +22,16 @@ import pandas as pd
 import yaml
 
 from comcl.errors import DataError
-from comcl.finetune.metrics import MULTILABEL_METRICS
+from comcl.finetune.results import DETAIL, SPLITS, TASK_METRICS, read_metrics
 from comcl.io import atomic_path, write_text
 
 TABLES = ("table1", "table2", "table3")
 FORMATS = ("csv", "md", "tex", "html")
-TASK_METRICS: dict[str, tuple[str, ...]] = {"grading": ("kappa", "accuracy"), "multilabel": MULTILABEL_METRICS}
 RUN_COLUMNS = ("dataset", "version", "method", "seed", "task", "metric", "value", "init")
 SUMMARY_COLUMNS = ("dataset", "version", "method", "metric", "mean", "std", "seeds", "defined", "init")
 CSV_COLUMNS = (
     "table", "dataset", "version", "group", "row", "method", "source", "metric", "mean", "std", "seeds", "defined", "paper", "init",
 )  # fmt: skip
-# Per-class detail of a metrics.json by task: its key, what one entry is, the entry's metrics.
-DETAIL = {"grading": ("per_class", "class", ("precision", "recall")), "multilabel": ("per_label", "label", MULTILABEL_METRICS)}
-SPLITS = ("train", "val", "test")
 INIT_KINDS = ("scratch", "imagenet", "encoder")  # a summary's init: the first kind any seed had, in this order
 MISSING, UNDEFINED, DAGGER, CHECK = "–", "n/d", "†", "✓"
 FOOTNOTES = {
@@ -121,56 +116,12 @@ def _layout() -> dict[str, Any]:
     return yaml.safe_load(resources.files("comcl.report").joinpath("published.yaml").read_text(encoding="utf-8"))
 
 
-def _is_number(value: Any) -> bool:
-    """A metric value as metrics.json holds it: a number, or None where undefined."""
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
-def _problem(document: Any) -> str | None:
-    """What is wrong with a parsed metrics.json, or None: checked here so a table never shows half a run."""
-    if not isinstance(document, dict):
-        return "not a JSON object"
-    task = document.get("task")
-    if task not in TASK_METRICS:
-        return f"task {task!r} is none of {', '.join(TASK_METRICS)}"
-    if not isinstance(document.get("init"), str):
-        return "no 'init' string"
-    sizes = document.get("sizes")
-    if not isinstance(sizes, dict) or not all(isinstance(sizes.get(split), int) for split in SPLITS):
-        return "'sizes' lacks the train, val and test counts"
-    test = document.get("test")
-    if not isinstance(test, dict):
-        return "no 'test' results"
-    bad = [metric for metric in TASK_METRICS[task] if metric not in test or not _is_number(test[metric])]
-    if bad:
-        return f"test metric(s) {', '.join(bad)} missing or not a number"
-    key, _, fields = DETAIL[task]
-    entries = test.get(key)
-    if not isinstance(entries, dict) or not all(
-        isinstance(entry, dict)
-        and isinstance(entry.get("support"), int)
-        and all(f in entry and _is_number(entry[f]) for f in fields)
-        for entry in entries.values()
-    ):
-        return f"'test.{key}' is missing or malformed"
-    return None
-
-
 def _load(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The checked metrics.json of a run; a file that is missing or malformed can only be remade by its fine-tuning."""
-    path = Path(run["metrics"])
     hint = (
         f"rerun the fine-tuning of {run['dataset']}/{run['version']}/{run['method']} seed {run['seed']}: "
         "delete the file and run the workflow again"
     )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # ValueError: invalid JSON or not UTF-8
-        raise DataError(f"cannot read the fine-tuning metrics: {error}", path=path, hint=hint) from error
-    problem = _problem(document)
-    if problem:
-        raise DataError(f"malformed fine-tuning metrics: {problem}", path=path, hint=hint)
-    return document
+    return read_metrics(run["metrics"], hint)
 
 
 def _frame(loaded: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]) -> pd.DataFrame:
