@@ -16,6 +16,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthesize.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/degrade.smk"
@@ -24,6 +25,11 @@ include: "workflow/rules/patches.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/report.smk"
+
+
+# On a cluster, the cheap rules (tables, figures, gathering) and the downloads (compute nodes may have no
+# internet) run on the machine that submits the jobs.
+localrules: all, fetch_dataset, fetch_lesions, degradation_gallery, patch_figures, finetune_figures, tables, benchmark_summary
 
 
 rule all:

@@ -3,80 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
 from comcl.download import download, md5sum, sha256sum
 from comcl.errors import DataError
+from tests.conftest import Served
 
 DATA = bytes(range(256)) * 1000  # 256 kB: several chunks of the 64 kB the tests read at a time
 CHUNK = 1 << 16
 
 
-@dataclass
-class Served:
-    """What the server holds and how it misbehaves, per path; ``requests`` records (path, Range header)."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    cut_after: dict[str, int] = field(default_factory=dict)  # first request: send only this many bytes, then hang up
-    fail_once: set[str] = field(default_factory=set)  # first request: 500
-    ignore_range: set[str] = field(default_factory=set)
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-    url: str = ""
-
-
-def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path, header = self.path, self.headers.get("Range")
-            first = path not in {seen for seen, _ in served.requests}
-            served.requests.append((path, header))
-            if path not in served.files:
-                self.send_error(404)
-                return
-            if path in served.fail_once and first:
-                self.send_error(500)
-                return
-            data = served.files[path]
-            match = re.fullmatch(r"bytes=(\d+)-", header or "")
-            start = int(match.group(1)) if match and path not in served.ignore_range else 0
-            if start >= len(data) > 0:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.end_headers()
-                return
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(data) - start))
-            self.end_headers()
-            body = data[start:]
-            if first and path in served.cut_after:
-                body = body[: served.cut_after[path]]
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture
-def server() -> Iterator[Served]:
-    served = Served(files={"/data.bin": DATA})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    served.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield served
-    httpd.shutdown()
-    httpd.server_close()
+def server(http_server: Served) -> Served:
+    http_server.files["/data.bin"] = DATA
+    return http_server
 
 
 @pytest.fixture

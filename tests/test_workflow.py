@@ -176,7 +176,7 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
     config["synthetic"]["chestxray14"]["n_patients"] = 13
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "synthesize": 1, "index": 1, "degrade": 2, "degradation_gallery": 1,
+        "synthesize": 1, "fetch_dataset": 1, "index": 1, "degrade": 2, "degradation_gallery": 1,
         "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 2, "finetune": 2,
         "finetune_figures": 1, "tsne": 1, "gradcam": 1, "tables": 1, "benchmark_summary": 1, "all": 1,
     }
@@ -233,16 +233,31 @@ def test_a_figure_config_change_reruns_only_that_figure(workdir):
     assert planned_jobs(snakemake(workdir, "-n")) == {"gradcam": 2, "benchmark_summary": 1, "all": 1}
 
 
+@pytest.mark.workflow
+def test_a_change_of_where_the_data_come_from_reruns_only_the_fetch_rule(workdir):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["figures"]["gradcam"]["images"] = 2
+    config["datasets"]["chestxray14"]["download"] = {"keep_archives": True}
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {"fetch_dataset": 1}
+
+
 def test_the_workflow_lints_clean():
     result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stderr
 
 
-def test_the_paper_configuration_validates_and_plans_the_real_datasets():
+def test_without_the_real_data_the_paper_configuration_plans_everything_and_lists_what_to_provide():
     result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", "config/paper.yaml"], capture_output=True, text=True, cwd=REPO)
     output = result.stdout + result.stderr
-    assert "data/eyeq" in output, output
-    assert "synthesize" not in output
+    assert result.returncode == 0, output
+    downloads, to_provide = output.split("The fetch rules will download or extract:")[1].split("Data to provide")
+    assert "eyeq: EyeQ train labels (data/eyeq/Label_EyeQ_train.csv): downloaded from https://raw.githubusercontent.com" in downloads
+    assert "chestxray14: ChestX-ray14 images (data/chestxray14/images): the 12 configured archives" in downloads
+    assert "eyeq: EyePACS train images (data/eyeq/train): (1) sign in to Kaggle" in to_provide
+    assert "eyeq lesions: IDRiD segmentation tree (data/idrid/A. Segmentation): register" in to_provide
+    jobs = planned_jobs(result.stdout)
+    assert (jobs["fetch_dataset"], jobs["fetch_lesions"], jobs["finetune"]) == (2, 1, 132) and "synthesize" not in jobs
 
 
 @pytest.mark.workflow
@@ -265,7 +280,9 @@ def test_the_paper_configuration_plans_every_stage_when_the_data_are_present(wor
     per_dataset = {"index": 1, "degrade": 2, "degradation_gallery": 1, "lesion_annotations": 1, "train_detector": 1, "detect": 3,
                    "patches": 3, "patch_figures": 3, "pretrain": 13, "finetune": 3 * (3 * 6 + 4), "finetune_figures": 3,
                    "tsne": 3, "gradcam": 3}
-    expected = {rule: 2 * count for rule, count in per_dataset.items()} | {"preprocess": 1, "tables": 1, "benchmark_summary": 1, "all": 1}
+    per_dataset["fetch_dataset"] = 1
+    expected = {rule: 2 * count for rule, count in per_dataset.items()}
+    expected |= {"fetch_lesions": 1, "preprocess": 1, "tables": 1, "benchmark_summary": 1, "all": 1}
     assert planned_jobs(result.stdout) == expected
 
 

@@ -1,10 +1,17 @@
 import json
 import os
 import re
+import sys
 
 import yaml
 from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+
+# The data checks run while the workflow loads, in whatever environment runs Snakemake (with
+# --use-conda, not the jobs' one): they need only the standard library, from the repository itself.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from comcl.datasets.sources import describe, needs
 
 RESULTS = config["results"]
 DATASETS = list(config["datasets"])
@@ -20,8 +27,11 @@ wildcard_constraints:
     name="|".join(SYNTHETIC) or "^$",
 
 
-def dataset_root(wildcards):
-    return config["datasets"][wildcards.dataset]["root"]
+def written_by_workflow(root):
+    """A data folder as a rule's input when a rule of this workflow writes it (an embedded synthetic dataset);
+    a folder of real data is no rule's output: the fetch rules complete it where it is."""
+    generated = {os.path.normpath(f"{RESULTS}/synthetic/{name}") for name in SYNTHETIC}
+    return [root] if os.path.normpath(root) in generated else []
 
 
 def preprocessed(dataset):
@@ -29,10 +39,26 @@ def preprocessed(dataset):
     return config["preprocess"]["enabled"] and config["datasets"][dataset]["format"] == "eyeq"
 
 
+# Keys that only the fetch rules read: where the data come from, not what they are. The rules that read the data
+# do not get them, so that a moved URL reruns the fetch rule alone.
+FETCH_KEYS = ("download", "archive", "expected_images")
+
+
+def dataset_section(dataset):
+    return section("datasets", dataset, drop=FETCH_KEYS)
+
+
+def fetched_dataset(wildcards):
+    """The inputs that stand for a dataset: its fetch summary, whose time stamp does not count (a fetch rerun
+    for a moved URL leaves the data as they were), and the dataset's folder if a rule of the workflow writes it."""
+    root = config["datasets"][wildcards.dataset]["root"]
+    return [ancient(rules.fetch_dataset.output[0].format(**wildcards)), *written_by_workflow(root)]
+
+
 def indexed_dataset(wildcards):
     """A dataset's section as the index reads it: a preprocessed dataset's image folders are the preprocessed
     ones, given relative to its root (the index joins them to it)."""
-    dataset = section("datasets", wildcards.dataset)
+    dataset = dataset_section(wildcards.dataset)
     if preprocessed(wildcards.dataset):
         images = f"{RESULTS}/{wildcards.dataset}/preprocessed/images"
         dataset["images"] = {split: os.path.relpath(f"{images}/{split}", dataset["root"]) for split in dataset["images"]}
@@ -66,6 +92,32 @@ def lesion_source(dataset):
 
 
 LESION_SOURCES = {name: lesion_source(name) for name in DATASETS}
+
+
+def fetched_lesions(wildcards):
+    """What a detector's boxes wait for, as `fetched_dataset`: its IDRiD tree, or its own dataset for NIH's box list."""
+    source = LESION_SOURCES[wildcards.dataset]
+    if source["format"] != "idrid":
+        return fetched_dataset(wildcards)
+    return [ancient(rules.fetch_lesions.output[0].format(**wildcards)), *written_by_workflow(source["root"])]
+
+
+def report_missing_data():
+    """Name every missing piece of real data when the workflow loads, with the step that provides it, so that
+    `snakemake -n` says all there is to do before any job starts. Folders the workflow writes are not checked."""
+    sources = {name: section("datasets", name) for name in DATASETS}
+    sources |= {f"{name} lesions": source for name, source in LESION_SOURCES.items() if source["format"] == "idrid"}
+    found = {name: needs(source) for name, source in sources.items() if not written_by_workflow(source["root"])}
+    manual = {name: [need for need in found[name] if not need.automatic] for name in found}
+    fetched = {name: [need for need in found[name] if need.automatic] for name in found}
+    if any(fetched.values()):
+        logger.info(f"The fetch rules will download or extract:\n{describe(fetched)}")
+    if any(manual.values()):
+        logger.warning(
+            f"Data to provide before the fetch rules can complete (they stop with this list until then):\n{describe(manual)}"
+        )
+
+
 _model = config["detector"]["model"]
 DETECTOR_MODEL = _model if _model.endswith(".py") else str(Path(workflow.basedir) / "config" / "detector" / f"{_model}.py")
 
@@ -192,3 +244,6 @@ def reported_outputs():
         *[f"{RESULTS}/figures/tsne_{d}_{v}.png" for d in DATASETS for v in TSNE_VERSIONS],
         *[f"{RESULTS}/figures/gradcam_{d}_{v}.png" for d in DATASETS for v in GRADCAM_VERSIONS],
     ]
+
+
+report_missing_data()

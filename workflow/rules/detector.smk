@@ -1,13 +1,13 @@
 rule lesion_annotations:
     """The detector's lesion boxes (IDRiD masks or NIH's box list) as COCO files, train and test."""
     input:
-        root=lambda wildcards: LESION_SOURCES[wildcards.dataset]["root"],
+        fetched_lesions,
     output:
         train=f"{RESULTS}/{{dataset}}/detector/annotations/train.json",
         test=f"{RESULTS}/{{dataset}}/detector/annotations/test.json",
         summary=f"{RESULTS}/{{dataset}}/detector/annotations/summary.json",
     params:
-        source=lambda wildcards: LESION_SOURCES[wildcards.dataset],
+        source=lambda wildcards: {k: v for k, v in LESION_SOURCES[wildcards.dataset].items() if k not in FETCH_KEYS},
         min_area=config["detector"]["min_area"],
         test_share=config["detector"]["test_share"],
         seed=config["detector"]["seed"],
@@ -57,6 +57,8 @@ rule train_detector:
     benchmark:
         f"{RESULTS}/benchmarks/train_detector/{{dataset}}.tsv"
     threads: workflow.cores
+    resources:
+        gpu=1,
     conda:
         "../../envs/comcl.yaml"
     script:
@@ -79,6 +81,8 @@ rule detect:
     benchmark:
         f"{RESULTS}/benchmarks/detect/{{dataset}}_{{version}}.tsv"
     threads: workflow.cores
+    resources:
+        gpu=1,
     conda:
         "../../envs/comcl.yaml"
     script:

@@ -23,6 +23,8 @@ rule finetune:
     benchmark:
         f"{RESULTS}/benchmarks/finetune/{{dataset}}_{{version}}_{{method}}_seed{{seed}}.tsv"
     threads: workflow.cores
+    resources:
+        gpu=1,
     conda:
         "../../envs/comcl.yaml"
     script:

@@ -1,7 +1,7 @@
 rule index:
     """A dataset's labels, quality and level per image, read from its public format."""
     input:
-        root=dataset_root,
+        fetched_dataset,
         images=lambda wildcards: rules.preprocess.output.images.format(**wildcards) if preprocessed(wildcards.dataset) else [],
     output:
         table=f"{RESULTS}/{{dataset}}/original/index.parquet",

@@ -25,6 +25,8 @@ rule pretrain:
     benchmark:
         f"{RESULTS}/benchmarks/pretrain/{{dataset}}_{{version}}_{{variant}}.tsv"
     threads: workflow.cores
+    resources:
+        gpu=1,
     conda:
         "../../envs/comcl.yaml"
     script:

@@ -89,6 +89,8 @@ rule tsne:
     benchmark:
         f"{RESULTS}/benchmarks/tsne/{{dataset}}_{{version}}.tsv"
     threads: workflow.cores
+    resources:
+        gpu=1,
     conda:
         "../../envs/comcl.yaml"
     script:
@@ -116,6 +118,8 @@ rule gradcam:
     benchmark:
         f"{RESULTS}/benchmarks/gradcam/{{dataset}}_{{version}}.tsv"
     threads: workflow.cores
+    resources:
+        gpu=1,
     conda:
         "../../envs/comcl.yaml"
     script:

@@ -1,0 +1,11 @@
+"""Adapter: the fetch_dataset and fetch_lesions rules -> comcl.datasets.fetch.fetch_source."""
+
+from comcl.datasets.fetch import fetch_source
+from comcl.logs import job_log
+
+with job_log(snakemake.log[0]):  # noqa: F821
+    fetch_source(
+        name=snakemake.params.name,  # noqa: F821
+        source=snakemake.params.source,  # noqa: F821
+        summary=snakemake.output[0],  # noqa: F821
+    )
