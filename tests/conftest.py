@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from comcl.datasets.chestxray14 import TASK_FINDINGS
+from comcl.io import save_image, write_table
+from comcl.patches.store import PatchRow, PatchStoreWriter
 from comcl.synth import chestxray14, eyeq, idrid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,6 +69,29 @@ def synthetic_idrid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.
 def synthetic_chest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     root = tmp_path_factory.mktemp("chestxray14")
     return root, chestxray14.generate(root, TINY_CHEST, seed=7, workers=1)
+
+
+@pytest.fixture(scope="session")
+def pretrain_data(tmp_path_factory) -> tuple[Path, Path]:
+    """Pretraining data: a store of 20 random 32 px patches per level (train) plus a few test ones, and an index of whole images."""
+    root = tmp_path_factory.mktemp("pretrain")
+    rng = np.random.default_rng(0)
+    rows, images = [], []
+    for level in ("L", "L~", "H", "H~"):
+        for i in range(24):
+            split = "train" if i < 20 else "test"
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            rows.append(PatchRow(f"{level}{i}", split, level, (0, 0, 32, 32), None, None, None, False, pixels))
+            path = root / "images" / f"{level}{i}.png"
+            save_image(path, rng.integers(0, 256, (48, 56, 3), dtype=np.uint8))
+            images.append({"image_id": f"{level}{i}", "path": str(path), "split": split, "level": level})
+    store = root / "eyeq" / "original" / "patches.parquet"
+    meta = {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "task": "grading"}
+    with PatchStoreWriter(store, 32, 3, meta, row_group_bytes=8192) as writer:
+        writer.add(rows)
+    index = root / "eyeq" / "original" / "index.parquet"
+    write_table(index, pd.DataFrame(images), meta)
+    return store, index
 
 
 @dataclass

@@ -13,8 +13,7 @@ import yaml
 
 from comcl.checkpoints import load_checkpoint
 from comcl.errors import DataError
-from comcl.io import save_image, write_table
-from comcl.patches.store import PatchRow, PatchStoreWriter
+from comcl.io import write_table
 from comcl.pretrain.data import PatchSource, StepBatches, group_members
 from comcl.pretrain.model import ContrastiveModel
 from comcl.pretrain.train import CHECKPOINT, pretrain
@@ -42,30 +41,9 @@ PARAMS = dict(
     seed=3,
     augment={"eyeq": {"preset": "fundus"}, "chestxray14": {"preset": "chest"}},
 )
-LEVELS = ("L", "L~", "H", "H~")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> tuple[Path, Path]:
-    """A store of 20 random 32 px patches per level (train) plus a few test ones, and an index of whole images."""
-    root = tmp_path_factory.mktemp("pretrain")
-    rng = np.random.default_rng(0)
-    rows, images = [], []
-    for level in LEVELS:
-        for i in range(24):
-            split = "train" if i < 20 else "test"
-            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            rows.append(PatchRow(f"{level}{i}", split, level, (0, 0, 32, 32), None, None, None, False, pixels))
-            path = root / "images" / f"{level}{i}.png"
-            save_image(path, rng.integers(0, 256, (48, 56, 3), dtype=np.uint8))
-            images.append({"image_id": f"{level}{i}", "path": str(path), "split": split, "level": level})
-    store = root / "eyeq" / "original" / "patches.parquet"
-    meta = {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "task": "grading"}
-    with PatchStoreWriter(store, 32, 3, meta, row_group_bytes=8192) as writer:
-        writer.add(rows)
-    index = root / "eyeq" / "original" / "index.parquet"
-    write_table(index, pd.DataFrame(images), meta)
-    return store, index
+@pytest.fixture
+def data(pretrain_data: tuple[Path, Path]) -> tuple[Path, Path]:
+    return pretrain_data
 
 
 def outputs(folder: Path) -> dict[str, Path]:

@@ -5,6 +5,12 @@ validation split is carved from the training split (patient-wise for chest X-ray
 patient has several images) and the epoch with the best validation kappa is the model that is
 tested. Each epoch ends with an atomic checkpoint in the run's work folder; a rerun resumes after
 the last finished epoch.
+
+A job with several GPUs trains on all of them (``comcl.distributed``) and reaches what one process
+would: every process draws the epoch's batches with the same generator and takes its shard of each,
+batch norm runs over the whole batch and the gradients are averaged. Validation and test sets are
+split over the processes and their predictions gathered, so every process computes the same
+metrics and keeps the same best epoch; the main process writes checkpoints and outputs.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from comcl import distributed
 from comcl.checkpoints import resume_state, save_checkpoint
-from comcl.devices import device_for
+from comcl.devices import device_for, processes_for
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
 from comcl.finetune.metrics import grading_metrics, multilabel_metrics
@@ -39,14 +46,18 @@ CHECKPOINT = "checkpoint.pt"
 def predict(
     model: nn.Module, dataset: ImageDataset, batch_size: int, workers: int, device: torch.device, multilabel: bool
 ) -> np.ndarray:
-    """Class probabilities (softmax) or per-label probabilities (sigmoid), one row per item of ``dataset``."""
+    """Class probabilities (softmax) or per-label probabilities (sigmoid), one row per item of ``dataset``.
+
+    Under several processes each predicts its shard of ``dataset``, and every process gets every row.
+    """
     model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    shard = torch.utils.data.Subset(dataset, range(len(dataset))[distributed.shard(len(dataset))])
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size, num_workers=workers)
     outputs = []
     for images, _ in loader:
         logits = model(images.to(device)).float()
         outputs.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+    return distributed.all_gather(torch.from_numpy(np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32))).numpy()
 
 
 def evaluate(frame: pd.DataFrame, meta: Mapping[str, Any], probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -79,9 +90,37 @@ def finetune(
     training_log: str | Path,
     model_file: str | Path,
     threads: int,
+    world_size: int | None = None,
 ) -> dict[str, Any]:
-    """Train on the index's train split (minus validation), select on validation kappa, test; write the results."""
-    torch.set_num_threads(max(1, threads))
+    """Train on the index's train split (minus validation), select on validation kappa, test; write the results.
+
+    Trains on every GPU the job sees, one process each; ``world_size`` sets the number of processes
+    instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
+    """
+    processes = world_size or processes_for(params["device"])
+    if params["batch_size"] % processes:
+        raise DataError(
+            f"finetune.batch_size {params['batch_size']} does not split evenly over {processes} processes (one per GPU)",
+            hint="set finetune.batch_size to a multiple of the number of GPUs, or give the job fewer GPUs",
+        )
+    args = (index, params, init, encoder, work_dir, metrics, predictions, training_log, model_file, threads)
+    return distributed.launch(_finetune, args, processes, device_for(params["device"]))
+
+
+def _finetune(
+    index: str | Path,
+    params: Mapping[str, Any],
+    init: str,
+    encoder: str | Path | None,
+    work_dir: str | Path,
+    metrics: str | Path,
+    predictions: str | Path,
+    training_log: str | Path,
+    model_file: str | Path,
+    threads: int,
+) -> dict[str, Any] | None:
+    """:func:`finetune` in one of its processes: what the main process writes, or ``None`` in the others."""
+    torch.set_num_threads(max(1, distributed.per_process(threads)))
     index, work_dir = Path(index), Path(work_dir)
     encoder = None if encoder is None else Path(encoder)
     frame, meta = read_table(index)
@@ -92,13 +131,20 @@ def finetune(
         raise DataError("the index needs both a train and a test split", path=index, hint="check the dataset's split files")
     held_out = validation_split(train_all, params["val_share"], params["seed"], "patient_id" if multilabel else None)
     train, val = train_all[~held_out].reset_index(drop=True), train_all[held_out].reset_index(drop=True)
+    if len(train) < distributed.world_size():
+        raise DataError(
+            f"{len(train)} training images cannot be shared by {distributed.world_size()} processes (one per GPU)",
+            path=index,
+            hint="fine-tune this dataset on fewer GPUs",
+        )
 
     torch.manual_seed(params["seed"])
     device = device_for(params["device"])
     outputs = meta["num_classes"]
-    model, description = build_classifier(
-        params["arch"], outputs, init, encoder, params.get("imagenet_url"), params["input_size"]
-    )
+    with distributed.main_first():
+        model, description = build_classifier(
+            params["arch"], outputs, init, encoder, params.get("imagenet_url"), params["input_size"]
+        )
     log.info("%s initialised from %s", params["arch"], description)
     model = model.to(device)
     augment = build_augmentation(params["augment"][meta["format"]], params["input_size"])
@@ -122,6 +168,10 @@ def finetune(
         optimizer.load_state_dict(state["optimizer"])
         start, history, best = state["epoch"], state["history"], state["best"]
         log.info("resuming after epoch %d", start)
+    # Training goes through ``trained`` (DDP under several processes); ``model`` is the network itself,
+    # for evaluation and for the state dicts, whose keys do not depend on the number of processes.
+    trained = distributed.data_parallel(model)
+    workers = distributed.per_process(params["workers"])
 
     for epoch in range(start, params["epochs"]):
         datasets["train"].set_epoch(epoch)
@@ -131,29 +181,38 @@ def finetune(
             sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
         else:
             sampler = torch.utils.data.RandomSampler(datasets["train"], generator=generator)
-        # A last batch of one image would break batch norm (a 1 x 1 feature map at small input sizes).
-        loader = torch.utils.data.DataLoader(
-            datasets["train"],
-            batch_size=params["batch_size"],
-            sampler=sampler,
-            num_workers=params["workers"],
-            drop_last=len(train) > params["batch_size"],
-        )
-        model.train()
+        # The epoch's batches as one process draws them (every process draws them alike), and this
+        # process's shard of each. A last batch of one image would break batch norm (a 1 x 1 feature
+        # map at small input sizes).
+        batches = list(torch.utils.data.BatchSampler(sampler, params["batch_size"], drop_last=len(train) > params["batch_size"]))
+        shards = [batch[distributed.shard(len(batch))] for batch in batches]
+        loader = torch.utils.data.DataLoader(datasets["train"], batch_sampler=shards, num_workers=workers)
+        trained.train()
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{params['epochs']}", unit="batch", mininterval=1.0, disable=None)
-        for images, targets in bar:
-            loss = criterion(model(images.to(device)), targets.to(device))
+        bar = tqdm(
+            zip(loader, batches, strict=True),
+            total=len(batches),
+            desc=f"epoch {epoch + 1}/{params['epochs']}",
+            unit="batch",
+            mininterval=1.0,
+            disable=None if distributed.is_main() else True,
+        )
+        for (images, targets), batch in bar:
+            # The mean over this shard, weighted by the shard's part of the batch: averaged over the
+            # processes, the mean over the batch, also when the one batch of a small split does not
+            # split evenly.
+            weight = len(images) * distributed.world_size() / len(batch)
+            loss = criterion(trained(images.to(device)), targets.to(device)) * weight
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-        probabilities = predict(model, datasets["val"], params["batch_size"], params["workers"], device, multilabel)
+        probabilities = predict(model, datasets["val"], params["batch_size"], workers, device, multilabel)
         validation = evaluate(val, meta, probabilities, params["threshold"])
         history.append(
             {
                 "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
+                "loss": distributed.average(float(np.mean(losses))),
                 "val_kappa": validation["kappa"],
                 "val_accuracy": validation["accuracy"],
             }
@@ -161,12 +220,16 @@ def finetune(
         if _score(validation) > best["score"]:
             state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
             best = {"score": _score(validation), "epoch": epoch + 1, "state": state}
-        content = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history, "best": best}
-        save_checkpoint(checkpoint_file, run_stamp, content)
+        if distributed.is_main():
+            content = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history, "best": best}
+            save_checkpoint(checkpoint_file, run_stamp, content)
+        distributed.barrier()
 
     if best["state"] is not None:
         model.load_state_dict(best["state"])
-    probabilities = predict(model, datasets["test"], params["batch_size"], params["workers"], device, multilabel)
+    probabilities = predict(model, datasets["test"], params["batch_size"], workers, device, multilabel)
+    if not distributed.is_main():
+        return None
     result = {
         "task": meta["task"],
         "arch": params["arch"],

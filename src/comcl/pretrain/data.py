@@ -4,7 +4,8 @@ Every group (a level, or levels merged, as a configuration says) walks through i
 permutation of its patches, epoch after epoch, and every view is augmented with a seed drawn from
 (seed, step, group, position, view). A step's batch therefore depends on nothing but the step
 number, which is what lets a killed run resume exactly where it stopped, and lets DataLoader workers
-build batches in any order.
+build batches in any order. Under several processes each builds only its rows of the step's batch,
+seeded by their positions in the whole batch, so the processes' rows together are the one-process batch.
 
 Sources: the patch store (CoMCL and its variants, Lesion-based CL) or whole images from the index,
 resized to a square (Basic CL's instance discrimination).
@@ -88,15 +89,25 @@ def check_groups(members: Mapping[str, np.ndarray], needs: Mapping[str, int], so
 class StepBatches(torch.utils.data.Dataset):
     """Item ``t``: for each group, a (2, B, 3, S, S) float32 tensor of two views of its step-``t`` batch.
 
-    Unbounded: a DataLoader reads it through a sampler of the steps to run.
+    Unbounded: a DataLoader reads it through a sampler of the steps to run. With ``rows`` (a process's
+    shard), only those rows of each batch.
     """
 
-    def __init__(self, source: PatchSource | ImageSource, members: Mapping[str, np.ndarray], batch_size: int, augment: Augment, seed: int) -> None:
+    def __init__(
+        self,
+        source: PatchSource | ImageSource,
+        members: Mapping[str, np.ndarray],
+        batch_size: int,
+        augment: Augment,
+        seed: int,
+        rows: slice | None = None,
+    ) -> None:
         self.source = source
         self.members = dict(members)
         self.batch_size = batch_size
         self.augment = augment
         self.seed = seed
+        self.rows = slice(0, batch_size) if rows is None else rows
         self._keys = {name: zlib.crc32(name.encode()) for name in self.members}
 
     def positions(self, group: str, first: int, count: int) -> np.ndarray:
@@ -110,16 +121,21 @@ class StepBatches(torch.utils.data.Dataset):
             out[epochs == epoch] = members[order[offsets[epochs == epoch]]]
         return out
 
-    def views(self, group: str, positions: np.ndarray, stream: int) -> torch.Tensor:
+    def views(self, group: str, positions: np.ndarray, stream: int, first: int = 0) -> torch.Tensor:
+        """Two augmented views of the items at ``positions``, the rows from ``first`` on of a batch."""
         images = self.source.load(positions)
         key = self._keys[group]
         views = [
-            [self.augment(image, derived_seed(self.seed, stream, key, i, view)) for i, image in enumerate(images)] for view in (0, 1)
+            [self.augment(image, derived_seed(self.seed, stream, key, i, view)) for i, image in enumerate(images, start=first)]
+            for view in (0, 1)
         ]
         return torch.from_numpy(np.stack([np.stack(view) for view in views]))
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        return {group: self.views(group, self.positions(group, step * self.batch_size, self.batch_size), step) for group in self.members}
+        return {
+            group: self.views(group, self.positions(group, step * self.batch_size, self.batch_size)[self.rows], step, self.rows.start)
+            for group in self.members
+        }
 
     def queue_fill(self, group: str, size: int) -> torch.Tensor:
         """Second views of ``size`` distinct items of ``group``: the keys a queue starts with."""

@@ -10,6 +10,13 @@ A run checkpoints its whole state (model, queues, optimiser, log) every ``checkp
 steps, atomically, in its work folder, and a rerun resumes from there: since a step's batch is a
 function of the step number (``comcl.pretrain.data``), the resumed run reaches the same weights as an
 uninterrupted one.
+
+A job with several GPUs trains on all of them (``comcl.distributed``), and reaches what one process
+would with the same batch size: each process encodes its shard of every group's batch, with batch
+norm over the whole batch; anchors are selected among the whole batch; the gradients are averaged;
+and the keys of every shard enter the queues, so every process holds the same queues. The main
+process writes the checkpoints and outputs, which therefore do not depend on the number of GPUs: a
+run resumes from a checkpoint written with another.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from comcl import distributed
 from comcl.checkpoints import resume_state, save_checkpoint
 from comcl.curves import draw_training_curves
-from comcl.devices import device_for
+from comcl.devices import device_for, processes_for
 from comcl.errors import DataError
 from comcl.io import atomic_path, read_table, write_json
 from comcl.pretrain.augment import build_augmentation
@@ -99,7 +107,25 @@ def _source(variant: Mapping[str, Any], params: Mapping[str, Any], store: str | 
 
 
 def _checkpoint(path: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int, rows: list[dict], run_stamp: str) -> None:
-    save_checkpoint(path, run_stamp, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": rows})
+    if distributed.is_main():
+        save_checkpoint(path, run_stamp, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": rows})
+    distributed.barrier()
+
+
+def _pair_loss(losses: torch.Tensor, spl: Mapping[str, Any], k_t: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """This process's part of a pair's self-paced loss, the pair's loss over the whole batch, and what the log records.
+
+    The anchors are selected among the whole batch (the threshold's minimum fraction counts every
+    anchor), so the processes gather their detached per-anchor losses and each keeps its rows of the
+    selection. A process backpropagates its selected losses over the batch's selected count, times the
+    number of processes, which the averaging of the gradients undoes.
+    """
+    every = distributed.all_gather(losses.detach())
+    selected = select_anchors(every, k_t, spl["min_fraction"], spl["threshold"] if spl["enabled"] else "none")
+    whole, objective = self_paced_loss(every, selected, k_t)
+    mine = selected[distributed.shard(len(every))]
+    part = torch.where(mine, losses, torch.zeros_like(losses)).sum() / max(1, int(selected.sum())) * distributed.world_size()
+    return part, whole, {"loss": float(every.mean()), "selected": float(selected.float().mean()), "objective": objective}
 
 
 def train_step(
@@ -114,11 +140,14 @@ def train_step(
     """One optimisation step on ``batch`` (group -> two views); returns what the log records of it.
 
     Each anchor group is encoded once by the query encoder and each group once by the key encoder,
-    whatever the number of pairs that use it; the keys enter their queues after the update.
+    whatever the number of pairs that use it; the keys enter their queues after the update. Under
+    several processes ``batch`` is this process's shard, and the log records the whole batch.
     """
     device = model.queues.device
     cuda = device.type == "cuda"
-    anchors = {anchor for anchor, _ in pairs}
+    # In a fixed order, not a set's (string hashes differ between processes): batch norm's running
+    # statistics depend on the order, and synchronised batch norm pairs the processes' groups by it.
+    anchors = sorted({anchor for anchor, _ in pairs})
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
         # View by view: channels-last takes rank-4 tensors, not a group's (2, B, 3, S, S) stack.
         memory_format = torch.channels_last if cuda else torch.contiguous_format
@@ -130,20 +159,22 @@ def train_step(
         keys = {name: model.key(views[name][1]) for name in views}
     row: dict[str, float] = {}
     total = torch.zeros((), device=device)
+    logged = torch.zeros((), device=device)
     for anchor, negative in pairs:
         losses = multilevel_loss(queries[anchor], keys[anchor], model.negatives(negative), temperature, k_t)
-        selected = select_anchors(losses, k_t, spl["min_fraction"], spl["threshold"] if spl["enabled"] else "none")
-        pair_loss, objective = self_paced_loss(losses, selected, k_t)
-        total = total + pair_loss
-        name = f"{anchor}/{negative}"
-        row |= {f"loss {name}": float(losses.detach().mean()), f"selected {name}": float(selected.float().mean()), f"objective {name}": objective}
+        part, whole, stats = _pair_loss(losses, spl, k_t)
+        total = total + part
+        logged = logged + whole
+        row |= {f"{what} {anchor}/{negative}": value for what, value in stats.items()}
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    distributed.average_gradients(model.parameters())
     optimizer.step()
     model.momentum_update()
     for name in model.levels:
-        model.enqueue(name, keys[name])
-    row["loss"] = float(total.detach())
+        # Every shard's keys, in batch order: each process's queue holds what one process's would.
+        model.enqueue(name, distributed.all_gather(keys[name]))
+    row["loss"] = float(logged)
     return row
 
 
@@ -158,12 +189,38 @@ def pretrain(
     curves: str | Path,
     summary: str | Path,
     threads: int,
+    world_size: int | None = None,
 ) -> dict[str, Any]:
     """Train ``variant`` and write the query encoder as a torchvision state dict, the log and its curves.
 
     ``store`` (the patch store) is needed by variants whose source is patches; ``index`` by all.
+    Trains on every GPU the job sees, one process each; ``world_size`` sets the number of processes
+    instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
     """
-    torch.set_num_threads(max(1, threads))
+    processes = world_size or processes_for(params["device"])
+    if params["batch_size"] % processes:
+        raise DataError(
+            f"pretrain.batch_size {params['batch_size']} does not split evenly over {processes} processes (one per GPU)",
+            hint="set pretrain.batch_size to a multiple of the number of GPUs, or give the job fewer GPUs",
+        )
+    args = (variant, params, store, index, work_dir, encoder, training_log, curves, summary, threads)
+    return distributed.launch(_pretrain, args, processes, device_for(params["device"]))
+
+
+def _pretrain(
+    variant: Mapping[str, Any],
+    params: Mapping[str, Any],
+    store: str | Path | None,
+    index: str | Path,
+    work_dir: str | Path,
+    encoder: str | Path,
+    training_log: str | Path,
+    curves: str | Path,
+    summary: str | Path,
+    threads: int,
+) -> dict[str, Any] | None:
+    """:func:`pretrain` in one of its processes: what the main process writes, or ``None`` in the others."""
+    torch.set_num_threads(max(1, distributed.per_process(threads)))
     check_variant(variant)
     index, work_dir = Path(index), Path(work_dir)
     pairs, skipped = pairs_with_images(variant, index, params["split"])
@@ -175,13 +232,17 @@ def pretrain(
     needs = {name: max(params["batch_size"] if name in anchors else 0, params["queue_size"] if name in queued else 0) for name in used}
     check_groups(members, needs, source.path)
     augment = build_augmentation(params["augment"][form], params["input_size"])
-    batches = StepBatches(source, {name: members[name] for name in used}, params["batch_size"], augment, params["seed"])
+    shard = distributed.shard(params["batch_size"])
+    batches = StepBatches(source, {name: members[name] for name in used}, params["batch_size"], augment, params["seed"], shard)
     longest = max(len(members[name]) for name in anchors)
     total = max(1, params["epochs"] * math.ceil(longest / params["batch_size"]))
 
     device = device_for(params["device"])
+    if distributed.world_size() > 1:
+        log.info("training on %d processes, %d of each batch's items each", distributed.world_size(), shard.stop - shard.start)
     torch.manual_seed(params["seed"])
-    model = ContrastiveModel(params["arch"], queued, params["queue_size"], params["dim"], params["hidden"], params["momentum"]).to(device)
+    model = ContrastiveModel(params["arch"], queued, params["queue_size"], params["dim"], params["hidden"], params["momentum"])
+    model = distributed.synchronise_batch_norm(model).to(device)
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=params["lr"], betas=(0.9, 0.999), weight_decay=params["weight_decay"]
     )
@@ -202,14 +263,22 @@ def pretrain(
     if start == 0:
         model.train()
         for name in queued:
+            # Every process encodes the whole fill, chunk by chunk as one process does (batch norm over
+            # a chunk that every process holds is that chunk's); the main process's keys are then
+            # everyone's, so the queues start bitwise equal whatever the GPU kernels.
             fill = batches.queue_fill(name, params["queue_size"]).to(device)
-            model.enqueue(name, torch.cat([model.key(chunk) for chunk in fill.split(params["batch_size"])]))
+            model.enqueue(name, distributed.broadcast(torch.cat([model.key(chunk) for chunk in fill.split(params["batch_size"])])))
 
     loader = torch.utils.data.DataLoader(
-        batches, batch_size=None, sampler=range(start, total), num_workers=params["workers"], pin_memory=cuda, persistent_workers=False
+        batches,
+        batch_size=None,
+        sampler=range(start, total),
+        num_workers=distributed.per_process(params["workers"]),
+        pin_memory=cuda,
+        persistent_workers=False,
     )
     model.train()
-    bar = tqdm(loader, total=total, initial=start, desc="pretrain", unit="step", mininterval=1.0, disable=None)
+    bar = tqdm(loader, total=total, initial=start, desc="pretrain", unit="step", mininterval=1.0, disable=None if distributed.is_main() else True)
     for step, batch in enumerate(bar, start=start):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total, params)
@@ -222,6 +291,8 @@ def pretrain(
             _checkpoint(checkpoint_file, model, optimizer, step + 1, rows, run_stamp)
 
     _checkpoint(checkpoint_file, model, optimizer, total, rows, run_stamp)
+    if not distributed.is_main():
+        return None
     with atomic_path(encoder) as tmp:
         torch.save(model.encoder_state_dict(), tmp)
     frame = pd.DataFrame(rows)
