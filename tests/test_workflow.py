@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 from snakemake.utils import validate
 
+from comcl.download import md5sum
 from comcl.io import read_table
 from comcl.patches.store import PatchDataset
 from tests.conftest import REPO
@@ -261,29 +264,43 @@ def test_without_the_real_data_the_paper_configuration_plans_everything_and_list
 
 
 @pytest.mark.workflow
-def test_the_paper_configuration_plans_every_stage_when_the_data_are_present(workdir):
-    """The tiny run's synthetic datasets are in the real formats: the paper configuration pointed at them plans its
-    full DAG (3 seeds, 3 baselines, 7 variants, 3 dataset versions, 2 datasets)."""
-    data = workdir / "out/synthetic"
-    paths = {
+def test_with_the_data_present_the_paper_configuration_plans_every_stage_and_runs_fetching_and_indexing(workdir):
+    """The tiny run's synthetic datasets are in the real formats: the paper configuration pointed at a copy of them plans
+    its full DAG (3 seeds, 3 baselines, 7 variants, 3 dataset versions, 2 datasets), then fetches (checks), preprocesses
+    and indexes them. The label files' MD5s are those of the copies: the published ones would refuse them."""
+    data = workdir / "paper_data"
+    shutil.copytree(workdir / "out/synthetic", data)
+    eyeq_labels = {split: {"md5": md5sum(data / f"eyeq/Label_EyeQ_{split}.csv")} for split in ("train", "test")}
+    overlay = {
+        "results": "paper_out",
         "datasets": {
-            "eyeq": {"format": "eyeq", "root": str(data / "eyeq")},
+            "eyeq": {"format": "eyeq", "root": str(data / "eyeq"), "download": {"labels": eyeq_labels}},
             "chestxray14": {"format": "chestxray14", "root": str(data / "chestxray14"), "data_entry": "Data_Entry_2017.csv"},
         },
-        "detector": {"annotations": {"eyeq": {"format": "idrid", "root": str(data / "idrid")}}},
+        "detector": {"annotations": {"eyeq": {"format": "idrid", "root": str(data / "idrid"), "expected_images": {"train": 2, "test": 2}}}},
     }
-    (workdir / "paper_data.yaml").write_text(yaml.safe_dump(paths))
-    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "-n",
-               "--configfile", str(REPO / "config/paper.yaml"), str(workdir / "paper_data.yaml")]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    (workdir / "paper_data.yaml").write_text(yaml.safe_dump(overlay))
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    configs = ["--configfile", str(REPO / "config/paper.yaml"), str(workdir / "paper_data.yaml")]
+    result = subprocess.run([*command, "-n", *configs], capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
-    per_dataset = {"index": 1, "degrade": 2, "degradation_gallery": 1, "lesion_annotations": 1, "train_detector": 1, "detect": 3,
-                   "patches": 3, "patch_figures": 3, "pretrain": 13, "finetune": 3 * (3 * 6 + 4), "finetune_figures": 3,
+    assert "Data to provide" not in result.stdout + result.stderr
+    per_dataset = {"fetch_dataset": 1, "index": 1, "degrade": 2, "degradation_gallery": 1, "lesion_annotations": 1, "train_detector": 1,
+                   "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 13, "finetune": 3 * (3 * 6 + 4), "finetune_figures": 3,
                    "tsne": 3, "gradcam": 3}
-    per_dataset["fetch_dataset"] = 1
     expected = {rule: 2 * count for rule, count in per_dataset.items()}
     expected |= {"fetch_lesions": 1, "preprocess": 1, "tables": 1, "benchmark_summary": 1, "all": 1}
     assert planned_jobs(result.stdout) == expected
+
+    targets = ["paper_out/eyeq/original/index.parquet", "paper_out/chestxray14/original/index.parquet", "paper_out/eyeq/detector/source.json"]
+    result = subprocess.run([*command, *targets, *configs], capture_output=True, text=True, cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    eyeq, _ = read_table(workdir / "paper_out/eyeq/original/index.parquet")
+    assert len(eyeq) == 14 and eyeq["path"].str.contains("paper_out/eyeq/preprocessed/images").all()
+    assert Image.open(workdir / eyeq["path"].iloc[0]).size == (800, 800)
+    fetched = json.loads((workdir / "paper_out/chestxray14/source.json").read_text())
+    assert fetched["images"]["labelled"] == fetched["data_entry"]["rows"] == len(read_table(workdir / "paper_out/chestxray14/original/index.parquet")[0])
+    assert json.loads((workdir / "paper_out/eyeq/detector/source.json").read_text())["train"]["images"] == 2
 
 
 def leaves(config: dict, prefix: tuple = ()) -> set[tuple]:
