@@ -22,7 +22,7 @@ import os
 import pickle
 import socket
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
@@ -35,6 +35,9 @@ import torch.multiprocessing as mp
 from torch import Tensor, nn
 from torch.multiprocessing.spawn import ProcessException
 from torch.nn.parallel import DistributedDataParallel
+
+from comcl.devices import device_for, processes_for
+from comcl.errors import DataError
 
 T = TypeVar("T")
 _RESULT = "result.pickle"
@@ -274,6 +277,18 @@ def _run_process(
     if process == 0:
         _save(Path(folder) / _RESULT, result)
     dist.destroy_process_group()
+
+
+def launch_training(function: Callable[..., T], args: Sequence[Any], params: Mapping[str, Any], section: str, world_size: int | None) -> T:
+    """:func:`launch` for a training stage's ``params`` (its config ``section``): one process per GPU the job sees,
+    or ``world_size`` processes, each taking an equal share of every batch of ``params["batch_size"]``."""
+    processes = world_size or processes_for(params["device"])
+    if params["batch_size"] % processes:
+        raise DataError(
+            f"{section}.batch_size {params['batch_size']} does not split evenly over {processes} processes (one per GPU)",
+            hint=f"set {section}.batch_size to a multiple of the number of GPUs, or give the job fewer GPUs",
+        )
+    return launch(function, args, processes, device_for(params["device"]))
 
 
 def launch(function: Callable[..., T], args: Sequence[Any], processes: int, device: torch.device) -> T:

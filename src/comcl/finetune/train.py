@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from comcl import distributed
 from comcl.checkpoints import resume_state, save_checkpoint
-from comcl.devices import device_for, processes_for
+from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
 from comcl.finetune.metrics import grading_metrics, multilabel_metrics
@@ -97,14 +97,8 @@ def finetune(
     Trains on every GPU the job sees, one process each; ``world_size`` sets the number of processes
     instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
     """
-    processes = world_size or processes_for(params["device"])
-    if params["batch_size"] % processes:
-        raise DataError(
-            f"finetune.batch_size {params['batch_size']} does not split evenly over {processes} processes (one per GPU)",
-            hint="set finetune.batch_size to a multiple of the number of GPUs, or give the job fewer GPUs",
-        )
     args = (index, params, init, encoder, work_dir, metrics, predictions, training_log, model_file, threads)
-    return distributed.launch(_finetune, args, processes, device_for(params["device"]))
+    return distributed.launch_training(_finetune, args, params, "finetune", world_size)
 
 
 def _finetune(

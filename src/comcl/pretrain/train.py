@@ -36,7 +36,7 @@ from tqdm import tqdm
 from comcl import distributed
 from comcl.checkpoints import resume_state, save_checkpoint
 from comcl.curves import draw_training_curves
-from comcl.devices import device_for, processes_for
+from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.io import atomic_path, read_table, write_json
 from comcl.pretrain.augment import build_augmentation
@@ -197,14 +197,8 @@ def pretrain(
     Trains on every GPU the job sees, one process each; ``world_size`` sets the number of processes
     instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
     """
-    processes = world_size or processes_for(params["device"])
-    if params["batch_size"] % processes:
-        raise DataError(
-            f"pretrain.batch_size {params['batch_size']} does not split evenly over {processes} processes (one per GPU)",
-            hint="set pretrain.batch_size to a multiple of the number of GPUs, or give the job fewer GPUs",
-        )
     args = (variant, params, store, index, work_dir, encoder, training_log, curves, summary, threads)
-    return distributed.launch(_pretrain, args, processes, device_for(params["device"]))
+    return distributed.launch_training(_pretrain, args, params, "pretrain", world_size)
 
 
 def _pretrain(
