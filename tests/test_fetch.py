@@ -239,3 +239,20 @@ def test_the_official_kaggle_client_signs_in_with_the_environment_token(monkeypa
     monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
     client = kaggle_client()
     assert type(client).__name__ == "KaggleApi" and callable(client.competition_download_file)
+
+
+def test_a_kaggle_download_that_fails_says_what_to_check(synthetic_eyeq, tmp_path, monkeypatch):
+    source_root, _ = synthetic_eyeq
+    root = tmp_path / "eyeq"
+    shutil.copytree(source_root, root, ignore=shutil.ignore_patterns("train"))
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+
+    class RulesNotAccepted(FakeKaggle):
+        def competition_download_file(self, competition, file_name, path=None, force=False, quiet=False, unzip=False):
+            raise RuntimeError("403 Client Error: Forbidden")
+
+    with pytest.raises(DataError, match="could not download train.zip.001 of diabetic-retinopathy-detection: 403") as error:
+        fetch_source("eyeq", eyeq_source(root, kaggle=KAGGLE), tmp_path / "source.json", kaggle=lambda: RulesNotAccepted({}))
+    assert "accept the competition's rules" in str(error.value)
+    assert not (root / "archives/train.zip.001").exists()

@@ -27,7 +27,7 @@ from comcl.archives import extract
 from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
 from comcl.datasets.eyeq import read_labels
-from comcl.datasets.sources import IDRID_ARCHIVE, NIH_PAGE, describe, has_files, needs, resolve
+from comcl.datasets.sources import EYEPACS_RULES, IDRID_ARCHIVE, NIH_PAGE, describe, has_files, needs, resolve
 from comcl.download import download
 from comcl.errors import DataError
 from comcl.io import write_json
@@ -144,7 +144,15 @@ def _kaggle_download(client: KaggleClient, competition: str, files: Sequence[str
         if not target.exists():
             log.info("downloading %s from Kaggle (%s)", file_name, competition)
             with tempfile.TemporaryDirectory(dir=folder, prefix=".kaggle-") as scratch:
-                client.competition_download_file(competition, file_name, path=scratch, quiet=False, unzip=True)
+                try:
+                    client.competition_download_file(competition, file_name, path=scratch, quiet=False, unzip=True)
+                except Exception as error:  # the client's own exceptions (HTTP, auth) have no common base
+                    raise DataError(
+                        f"the Kaggle client could not download {file_name} of {competition}: {error}",
+                        path=folder,
+                        hint=f"accept the competition's rules at {EYEPACS_RULES} with the account of your token, check the "
+                        "token (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY), and run again",
+                    ) from error
                 got = Path(scratch) / file_name
                 if not got.is_file():
                     raise DataError(
