@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.server
 import os
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +45,18 @@ TINY_CHEST = chestxray14.ChestSpec(
     low_quality_share=0.432,
     bbox_share=0.5,
 )
+# The suite's peak use of the temporary folder, measured (checkpoints of tiny ResNets are tens of MB each).
+DISK_NEEDED_GB = 3
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The free space where the tests write: a full disk otherwise shows up as torch.save's 'unexpected pos'."""
+    folder = Path(config.option.basetemp or tempfile.gettempdir()).resolve()
+    free = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free / 2**30
+    line = f"temporary files: {folder}, {free:.1f} GB free"
+    if free < DISK_NEEDED_GB:
+        line += f" (WARNING: the suite needs about {DISK_NEEDED_GB} GB; free some space or point --basetemp elsewhere)"
+    return line
 
 
 @pytest.fixture(scope="session")
