@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import os
 import re
@@ -15,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from comcl.datasets.chestxray14 import TASK_FINDINGS
 from comcl.io import save_image, write_table
 from comcl.patches.store import PatchRow, PatchStoreWriter
 from comcl.synth import chestxray14, eyeq, idrid
+from tests.tiny_workflow import TINY, snakemake
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("COMCL_SHARED", REPO.parent / "shared"))
@@ -106,6 +109,28 @@ def pretrain_data(tmp_path_factory) -> tuple[Path, Path]:
     index = root / "eyeq" / "original" / "index.parquet"
     write_table(index, pd.DataFrame(images), meta)
     return store, index
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    workdir: Path
+    # Relative path -> SHA-256 of every file the run wrote, taken before any test changes the configuration.
+    digests: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """The whole workflow on the tiny configuration, run once: the workflow tests go on from it, the SLURM test compares with it."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(workdir)
+    results = workdir / TINY["results"]
+    digests = {str(path.relative_to(workdir)): sha256(path) for path in sorted(results.rglob("*")) if path.is_file()}
+    return TinyRun(workdir, digests)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mmengine.runner.loops import IterBasedTrainLoop
 
 from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
@@ -135,18 +136,36 @@ def test_the_exported_checkpoint_loads_with_weights_only_and_detects(tiny_detect
     assert ((found["x2"] <= 144 + 1e-3) & (found["y2"] <= 96 + 1e-3)).all()  # boxes in original pixels
 
 
-def test_a_rerun_resumes_from_the_runs_own_checkpoint(tiny_detector, tmp_path, caplog):
+def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_keeps_none(tiny_detector, tmp_path, caplog, monkeypatch):
     out, annotations, _ = tiny_detector
+    assert not list((out / "work").glob("*.pth")) and not (out / "work" / "last_checkpoint").exists()
     outputs = [tmp_path / name for name in ("model.pth", "metrics.json", "log.csv", "curves.png")]
+
+    class Killed(Exception):
+        pass
+
+    original = IterBasedTrainLoop.run_iter
+
+    def die_after_two_iterations(self, data_batch):
+        if self._iter == 2:
+            raise Killed
+        return original(self, data_batch)
+
+    monkeypatch.setattr(IterBasedTrainLoop, "run_iter", die_after_two_iterations)
+    with pytest.raises(Killed):
+        train_detector(SMALL_MODEL, annotations, TINY_TRAINING, tmp_path / "work", *outputs, threads=2)
+    monkeypatch.undo()
+    assert (tmp_path / "work" / "iter_2.pth").is_file() and not outputs[0].exists()
+    with pytest.raises(DataError, match="not a detector checkpoint exported by this workflow"):
+        load_detector(tmp_path / "work" / "iter_2.pth", SMALL_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
     with caplog.at_level(logging.INFO, logger="comcl"):
-        train_detector(SMALL_MODEL, annotations, TINY_TRAINING, out / "work", *outputs, threads=2)
-    assert "resuming from" in caplog.text and "iter_4.pth" in caplog.text
-    changed = dict(TINY_TRAINING, lr=0.02)
+        train_detector(SMALL_MODEL, annotations, TINY_TRAINING, tmp_path / "work", *outputs, threads=2)
+    assert "resuming from" in caplog.text and "iter_2.pth" in caplog.text
+    assert pd.read_csv(outputs[2])["iter"].max() == 4 and not list((tmp_path / "work").glob("*.pth"))
+
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="comcl"):
-        train_detector(SMALL_MODEL, annotations, changed, tmp_path / "work", *outputs, threads=2)
-        (tmp_path / "work" / "stamp").write_text("another configuration")
-        train_detector(SMALL_MODEL, annotations, changed, tmp_path / "work", *outputs, threads=2)
+        train_detector(SMALL_MODEL, annotations, dict(TINY_TRAINING, lr=0.02), tmp_path / "work", *outputs, threads=2)
     assert "belong to another configuration" in caplog.text
 
 
@@ -156,12 +175,6 @@ def test_a_checkpoint_for_other_classes_or_another_model_is_refused(tiny_detecto
         load_detector(outputs["model.pth"], SMALL_MODEL, list(nih.TASK_FINDINGS), torch.device("cpu"))
     with pytest.raises(DataError, match=r"another model configuration.*differs in: backbone"):
         load_detector(outputs["model.pth"], PAPER_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
-
-
-def test_a_training_checkpoint_is_not_loaded_for_inference(tiny_detector):
-    out, _, _ = tiny_detector
-    with pytest.raises(DataError, match="not a detector checkpoint exported by this workflow"):
-        load_detector(out / "work" / "iter_4.pth", SMALL_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
 
 
 def test_a_corrupt_image_is_named(tiny_detector, tmp_path):

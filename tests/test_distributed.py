@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from comcl import distributed
 from comcl.errors import DataError
 from comcl.finetune.model import build_classifier
-from comcl.finetune.train import CHECKPOINT as FINETUNE_CHECKPOINT
 from comcl.finetune.train import finetune
 from comcl.pretrain.model import ContrastiveModel
 from comcl.pretrain.train import CHECKPOINT, pretrain, train_step
@@ -132,7 +131,7 @@ def test_one_fine_tuning_step_on_two_processes_is_one_step_on_the_whole_batch(tm
     assert one["sizes"]["train"] == 9
     assert two["history"][0]["loss"] == pytest.approx(one["history"][0]["loss"], rel=1e-5)
     assert two["history"][0]["val_kappa"] == one["history"][0]["val_kappa"] and two["test"] == one["test"]
-    states = [torch.load(tmp_path / str(processes) / "work" / FINETUNE_CHECKPOINT, weights_only=True)["model"] for processes in (1, 2)]
+    states = [torch.load(tmp_path / str(processes) / "model.pt", weights_only=True)["state"] for processes in (1, 2)]
     torch.manual_seed(FINETUNE["seed"])  # the initial weights, drawn as fine-tuning draws them
     initial = build_classifier(FINETUNE["arch"], 5, "scratch")[0].state_dict()
     # Adam's first update is about lr * sign(gradient): rounding flips the few nearly zero gradients.

@@ -124,3 +124,4 @@ def test_a_killed_fine_tuning_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert torch.load(tmp_path / "stopped" / "work" / CHECKPOINT, weights_only=True)["epoch"] == 1
     resumed = run(index, tmp_path / "stopped", epochs=2)
     assert resumed["history"] == whole["history"] and resumed["test"] == whole["test"]
+    assert not (tmp_path / "stopped" / "work" / CHECKPOINT).exists()  # a finished run's checkpoint is deleted

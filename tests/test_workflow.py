@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,75 +19,15 @@ from comcl.download import md5sum
 from comcl.io import read_table
 from comcl.patches.store import PatchDataset
 from tests.conftest import REPO
+from tests.tiny_workflow import SNAKEMAKE, TINY, planned_jobs, snakemake
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TINY = {
-    "results": "out",
-    "synthetic": {
-        "datasets": ["eyeq", "idrid", "chestxray14"],
-        "eyeq": {"n_train": 8, "n_test": 6, "height": 96, "width": 120},
-        "idrid": {"n_train": 2, "n_test": 2, "height": 96, "width": 144},
-        "chestxray14": {"n_patients": 12, "size": 96, "bbox_share": 1.0},
-    },
-    "datasets": {
-        "eyeq": {"format": "eyeq", "root": "out/synthetic/eyeq"},
-        "chestxray14": {"format": "chestxray14", "root": "out/synthetic/chestxray14"},
-    },
-    "preprocess": {"size": 96},
-    "detector": {
-        "annotations": {"eyeq": {"format": "idrid", "root": "out/synthetic/idrid"}},
-        "model": "faster_rcnn_r18_fpn_small",
-        "scale": [144, 96],
-        "iterations": 4,
-        "batch_size": 2,
-        "warmup_iterations": 2,
-        "checkpoint_interval": 2,
-        "workers": 0,
-        "pretrained": None,
-    },
-    "detect": {"workers": 0},
-    "patches": {"size": 32, "conf": 0.05, "k": 2},
-    "pretrain": {
-        "runs": [{"variants": ["basic_cl", "comcl"], "versions": ["original"]}],
-        "arch": "resnet18",
-        "dim": 8,
-        "hidden": 16,
-        "queue_size": 2,  # the tiny detector finds a handful of low-quality lesions
-        "batch_size": 2,
-        "epochs": 1,
-        "input_size": 32,
-        "image_size": 48,
-        "workers": 0,
-    },
-    "finetune": {"baselines": [], "seeds": [0], "input_size": 32, "epochs": 1, "batch_size": 4, "workers": 0},
-    "figures": {"tsne": {"per_level": 8}, "gradcam": {"images": 2}},
-}
 # Per dataset, what one pretrained variant on the original version adds downstream of its encoder.
 REPORT = {"finetune_figures": 2, "tsne": 2, "gradcam": 2, "tables": 1, "benchmark_summary": 1}
 
 
-def snakemake(workdir: Path, *args: str) -> str:
-    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-               "--configfile", str(workdir / "tiny.yaml"), *args]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    """Rule -> job count from the 'Job stats' table of a dry run."""
-    if "Nothing to be done" in output:
-        return {}
-    table = output.split("Job stats:")[1].split("total")[0]
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)}
-
-
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    snakemake(workdir)
-    return workdir
+def workdir(tiny_run) -> Path:
+    return tiny_run.workdir
 
 
 @pytest.mark.workflow

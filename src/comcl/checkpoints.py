@@ -19,9 +19,21 @@ from comcl.io import atomic_path
 log = logging.getLogger(__name__)
 
 
+def save_torch(path: str | Path, content: object) -> None:
+    """``torch.save``, atomically. Through an open file the archive's inner folder is named "archive", not after the
+    temporary file, so equal content gives equal bytes from run to run."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(content, file)
+
+
 def save_checkpoint(path: Path, stamp: str, content: Mapping[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"stamp": stamp, **content}, tmp)
+    save_torch(path, {"stamp": stamp, **content})
+
+
+def discard_checkpoint(path: Path) -> None:
+    """Called once a run's outputs are written: nothing resumes a finished run (a rerun with another configuration
+    starts afresh), and at the paper's sizes the checkpoints of all runs would fill tens of GB."""
+    path.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path, stamp: str) -> dict[str, Any]:

@@ -6,8 +6,8 @@ initialisation come from the workflow's ``detector`` section, so one file serves
 Checkpoints: MMEngine's training checkpoints pickle its message hub (HistoryBuffer, numpy internals,
 even ``getattr``), which torch >= 2.6 refuses under ``weights_only=True``. They stay in the run's
 own work folder and are only ever read back to resume that same run (its configuration stamp must
-match). What leaves the run is :func:`export_checkpoint`'s file: a state dict plus plain metadata,
-which loads with ``weights_only=True``.
+match), and are deleted once the outputs are written. What leaves the run is
+:func:`export_checkpoint`'s file: a state dict plus plain metadata, which loads with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
 
+from comcl.checkpoints import discard_checkpoint, save_torch
 from comcl.curves import draw_training_curves
 from comcl.detector.annotations import coco_classes
 from comcl.io import atomic_path, write_json
@@ -171,8 +172,7 @@ def export_checkpoint(path: str | Path, model: torch.nn.Module, classes: list[st
     """The detector for inference: tensors and plain metadata only, so it loads with ``weights_only=True``."""
     meta = {"format": CHECKPOINT_FORMAT, "classes": list(classes), "scale": list(scale), "model": json.dumps(definition)}
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
+    save_torch(path, {"state_dict": state, "meta": meta})
 
 
 def _scalars(work_dir: Path) -> list[dict[str, Any]]:
@@ -233,4 +233,7 @@ def train_detector(
         curves.to_csv(tmp, index=False)
     losses = [column for column in curves.columns if column.startswith("loss")]
     draw_training_curves(curves, "iter", {"loss": losses}, f"lesion detector: {', '.join(classes)} (COCO mAP {summary['mAP']})", figure)
+    # MMEngine's checkpoints and its pointer to the latest; its logs stay beside the stamp.
+    for path in [*work_dir.glob("*.pth"), work_dir / "last_checkpoint"]:
+        discard_checkpoint(path)
     return summary

@@ -18,8 +18,8 @@ import torch
 import torchvision
 from torch import nn
 
+from comcl.checkpoints import save_torch
 from comcl.errors import DataError
-from comcl.io import atomic_path
 from comcl.weights import fetch_weights, load_state_dict
 
 log = logging.getLogger(__name__)
@@ -150,8 +150,7 @@ def save_classifier(path: str | Path, model: nn.Module, arch: str, num_outputs: 
     """The fine-tuned classifier with what :func:`load_classifier` needs to rebuild it (Grad-CAM, reuse).
     ``description`` is :func:`build_classifier`'s: Inception-v3 converts its input only on ImageNet weights."""
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"arch": arch, "num_outputs": num_outputs, "imagenet": description == "imagenet", "state": state}, tmp)
+    save_torch(path, {"arch": arch, "num_outputs": num_outputs, "imagenet": description == "imagenet", "state": state})
 
 
 def load_classifier(path: str | Path) -> tuple[nn.Module, str]:

@@ -4,7 +4,7 @@ DR grading trains with cross-entropy over 5 classes; the chest task with a sigmo
 validation split is carved from the training split (patient-wise for chest X-rays, where one
 patient has several images) and the epoch with the best validation kappa is the model that is
 tested. Each epoch ends with an atomic checkpoint in the run's work folder; a rerun resumes after
-the last finished epoch.
+the last finished epoch. Once the outputs are written the checkpoint is deleted.
 
 A job with several GPUs trains on all of them (``comcl.distributed``) and reaches what one process
 would: every process draws the epoch's batches with the same generator and takes its shard of each,
@@ -29,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from comcl import distributed
-from comcl.checkpoints import resume_state, save_checkpoint
+from comcl.checkpoints import discard_checkpoint, resume_state, save_checkpoint
 from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
@@ -240,4 +240,5 @@ def _finetune(
     with atomic_path(training_log) as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
     save_classifier(model_file, model, params["arch"], outputs, description)
+    discard_checkpoint(checkpoint_file)
     return result

@@ -9,7 +9,7 @@ that group's queue.
 A run checkpoints its whole state (model, queues, optimiser, log) every ``checkpoint_interval``
 steps, atomically, in its work folder, and a rerun resumes from there: since a step's batch is a
 function of the step number (``comcl.pretrain.data``), the resumed run reaches the same weights as an
-uninterrupted one.
+uninterrupted one. Once the outputs are written the checkpoint is deleted.
 
 A job with several GPUs trains on all of them (``comcl.distributed``), and reaches what one process
 would with the same batch size: each process encodes its shard of every group's batch, with batch
@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from comcl import distributed
-from comcl.checkpoints import resume_state, save_checkpoint
+from comcl.checkpoints import discard_checkpoint, resume_state, save_checkpoint, save_torch
 from comcl.curves import draw_training_curves
 from comcl.devices import device_for
 from comcl.errors import DataError
@@ -287,8 +287,7 @@ def _pretrain(
     _checkpoint(checkpoint_file, model, optimizer, total, rows, run_stamp)
     if not distributed.is_main():
         return None
-    with atomic_path(encoder) as tmp:
-        torch.save(model.encoder_state_dict(), tmp)
+    save_torch(encoder, model.encoder_state_dict())
     frame = pd.DataFrame(rows)
     with atomic_path(training_log) as tmp:
         frame.to_csv(tmp, index=False)
@@ -308,4 +307,5 @@ def _pretrain(
         "device": device.type,
     }
     write_json(summary, result)
+    discard_checkpoint(checkpoint_file)
     return result
