@@ -2,6 +2,7 @@
 
 A checkpoint holds plain tensors and data, so it loads with ``weights_only=True``, and a ``stamp``
 (a hash of everything the run depends on): a run resumes only from a checkpoint with its own stamp.
+The trained models that leave a run go through :func:`save_torch` too.
 """
 
 from __future__ import annotations
