@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import os
 import re
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from comcl.datasets.chestxray14 import TASK_FINDINGS
+from comcl.download import sha256sum
 from comcl.io import save_image, write_table
 from comcl.patches.store import PatchRow, PatchStoreWriter
 from comcl.synth import chestxray14, eyeq, idrid
@@ -111,10 +111,6 @@ def pretrain_data(tmp_path_factory) -> tuple[Path, Path]:
     return store, index
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @dataclass(frozen=True)
 class TinyRun:
     workdir: Path
@@ -129,7 +125,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     snakemake(workdir)
     results = workdir / TINY["results"]
-    digests = {str(path.relative_to(workdir)): sha256(path) for path in sorted(results.rglob("*")) if path.is_file()}
+    digests = {str(path.relative_to(workdir)): sha256sum(path) for path in sorted(results.rglob("*")) if path.is_file()}
     return TinyRun(workdir, digests)
 
 
