@@ -12,16 +12,18 @@ Measures, and prints as plain-text tables:
      (``batch_size`` in the configuration is per group).
 
    Each step is the body of the training loop of ``comcl.pretrain.train.pretrain``, call for call: the
-   query encoder on view 1 of every anchor group, the momentum (key) encoder on view 2 of every group a
-   pair uses, each group encoded once per view and step whatever the number of pairs that use it; per
-   pair ``multilevel_loss`` (with ``K_t`` hard negatives), ``select_anchors`` and ``self_paced_loss``,
+   query encoder on view 1 of every anchor group in one pass, the momentum (key) encoder on view 2 of
+   every group a pair uses in one shuffled pass of ``--key-splits`` sub-batches (shuffling BN), each
+   group encoded once per view and step whatever the number of pairs that use it; per pair the mask of
+   the anchors' own images among the queued keys, ``multilevel_loss`` (with ``K_t`` hard negatives),
+   ``select_anchors`` and ``self_paced_loss``,
    the logged scalars; the pair losses summed, backward, an Adam step (lr 1e-3, weight decay 1e-4), the
    momentum update (0.999) and the keys of every queued group written into its queue. For CoMCL
    ``K_t = negatives_at`` at ``--progress`` of training (half-way by default: 2896 of 4096) and the
-   anchors are selected by the ``inverse_k`` rule with ``min_fraction`` 0.25. So CoMCL's query encoder
-   sees the two anchor groups (L, L~: ``batch / 2`` images, forward and backward) and its key encoder
-   all four groups (``batch`` images, forward only). With random inputs every anchor loss lies far above
-   ``1 / K_t``, so ``min_fraction`` decides and ``select_anchors`` takes its top-k path, the dearer one.
+   anchors are selected by the ``curriculum`` rule (``config/pretrain/comcl.yaml``) with ``min_fraction``
+   0.25, a top-k over the anchors' losses. So CoMCL's query encoder sees the two anchor groups (L, L~:
+   ``batch / 2`` images, forward and backward) and its key encoder all four groups (``batch`` images,
+   forward only).
 
    The target compares one training step of CoMCL (three pairs, SPL on) against a plain MoCo step (one
    pair, no mining) at the same batch size, backbone and patch size; "the same batch size" is read as
@@ -74,7 +76,7 @@ _LR = 1e-3
 _WEIGHT_DECAY = 1e-4
 _MOMENTUM = 0.999
 _MIN_FRACTION = 0.25  # config/pretrain/comcl.yaml
-_THRESHOLD = "inverse_k"
+_THRESHOLD = "curriculum"
 _LEVELS = ("L", "L~", "H", "H~")
 _COMCL_PAIRS = (("L", "L~"), ("L", "H"), ("L~", "H~"))
 _DEFAULTS = {"cpu": {"size": 64, "batch": 256}, "cuda": {"size": 128, "batch": 1600}}  # cuda: 4 x the config's 400
@@ -151,12 +153,18 @@ class Step:
             name: torch.randn(2, variant.groups[name], 3, args.size, args.size, generator=generator).to(device)
             for name in variant.used
         }
+        # Image ids as the patch store gives them: several patches per image, none of them queued.
+        self.images = {name: torch.arange(variant.groups[name]) // 4 for name in variant.used}
+        self.key_splits = args.key_splits
         self.model.train()
 
     def __call__(self) -> dict[str, Any]:
         """``pretrain``'s own training step (inputs already on the device, so no transfer is timed)."""
         spl = {"enabled": self.variant.spl, "threshold": _THRESHOLD, "min_fraction": _MIN_FRACTION}
-        return train_step(self.model, self.optimizer, self.views, self.variant.pairs, spl, self.k_t, self.temperature)
+        return train_step(
+            self.model, self.optimizer, self.views, self.variant.pairs, spl, self.k_t, self.temperature,
+            images=self.images, key_splits=self.key_splits,
+        )
 
 
 class LossOnly:
@@ -166,6 +174,7 @@ class LossOnly:
         self.variant = variant
         self.temperature = args.temperature
         self.k_t = k_t if variant.spl else args.queue_size
+        self.delta = args.queue_size
         generator = torch.Generator().manual_seed(seed)
 
         def unit(count: int) -> torch.Tensor:
@@ -184,7 +193,7 @@ class LossOnly:
         for anchor, negative in variant.pairs:
             k = self.k_t if variant.spl else None
             losses = multilevel_loss(self.queries[anchor], self.keys[anchor], self.negatives[negative], self.temperature, k)
-            selected = select_anchors(losses, self.k_t, _MIN_FRACTION, _THRESHOLD if variant.spl else "none")
+            selected = select_anchors(losses, self.k_t, _MIN_FRACTION, _THRESHOLD if variant.spl else "none", self.delta).mask
             pair_loss, objective = self_paced_loss(losses, selected, self.k_t)
             total_loss = total_loss + pair_loss
             logged += float(losses.detach().mean()) + float(selected.float().mean()) + objective
@@ -258,6 +267,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=positive_int, default=4096, help="negatives per level queue (delta)")
     parser.add_argument("--dim", type=positive_int, default=128, help="embedding size")
     parser.add_argument("--temperature", type=float, default=0.07, help="temperature tau of the loss")
+    parser.add_argument("--key-splits", type=positive_int, default=8, help="sub-batches of the key encoder's shuffled batch (pretrain.key_splits)")
     parser.add_argument("--progress", type=_fraction, default=0.5, help="share of training done, for CoMCL's K_t = negatives_at")
     parser.add_argument("--steps", type=positive_int, default=20, help="timed steps per variant (the median is reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")

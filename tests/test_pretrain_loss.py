@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from comcl.pretrain.loss import multilevel_loss
-from comcl.pretrain.mining import THRESHOLDS, negatives_at, select_anchors, self_paced_loss
+from comcl.pretrain.mining import THRESHOLDS, curriculum_share, negatives_at, select_anchors, self_paced_loss
 
 
 def _embeddings(b: int, n: int, d: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
@@ -137,34 +137,34 @@ LOSSES = torch.tensor([0.1, 0.5, 0.2, 0.3, 0.05, 0.25])
 
 
 def test_inverse_k_threshold_picks_exactly_the_anchors_below_it() -> None:
-    selected = select_anchors(LOSSES, k_t=4, min_fraction=0.0)
+    selected = select_anchors(LOSSES, k_t=4, min_fraction=0.0).mask
     assert selected.dtype == torch.bool
     assert selected.tolist() == [True, False, True, False, True, False]  # 0.25 is not below 1/4
-    assert select_anchors(LOSSES, k_t=2, min_fraction=0.0).tolist() == [True, False, True, True, True, True]
+    assert select_anchors(LOSSES, k_t=2, min_fraction=0.0).mask.tolist() == [True, False, True, True, True, True]
 
 
 def test_min_fraction_guard_selects_the_lowest_loss_anchors() -> None:
-    assert select_anchors(LOSSES, k_t=100, min_fraction=0.0).tolist() == [False] * 6
-    assert select_anchors(LOSSES, k_t=100, min_fraction=0.1).tolist() == [False, False, False, False, True, False]
-    assert select_anchors(LOSSES, k_t=4, min_fraction=0.6).tolist() == [True, False, True, False, True, True]
-    assert select_anchors(LOSSES, k_t=4, min_fraction=0.5).tolist() == [True, False, True, False, True, False]
-    assert select_anchors(LOSSES, k_t=4, min_fraction=1.0).all()
+    assert select_anchors(LOSSES, k_t=100, min_fraction=0.0).mask.tolist() == [False] * 6
+    assert select_anchors(LOSSES, k_t=100, min_fraction=0.1).mask.tolist() == [False, False, False, False, True, False]
+    assert select_anchors(LOSSES, k_t=4, min_fraction=0.6).mask.tolist() == [True, False, True, False, True, True]
+    assert select_anchors(LOSSES, k_t=4, min_fraction=0.5).mask.tolist() == [True, False, True, False, True, False]
+    assert select_anchors(LOSSES, k_t=4, min_fraction=1.0).mask.all()
     # 0.3 * 10 is 3.0000000000000004 in floating point: still three anchors, not four.
-    assert int(select_anchors(torch.arange(10.0), k_t=1000, min_fraction=0.3).sum()) == 3
+    assert int(select_anchors(torch.arange(10.0), k_t=1000, min_fraction=0.3).mask.sum()) == 3
 
 
 def test_none_rule_selects_all_and_unknown_rules_and_fractions_raise() -> None:
     assert set(THRESHOLDS) >= {"inverse_k", "none"}
-    assert select_anchors(LOSSES * 100, k_t=1000, min_fraction=0.0, rule="none").all()
-    with pytest.raises(ValueError, match="inverse_k, none"):
-        select_anchors(LOSSES, k_t=4, min_fraction=0.0, rule="median")
+    assert select_anchors(LOSSES * 100, k_t=1000, min_fraction=0.0, rule="none").mask.all()
+    with pytest.raises(ValueError, match="curriculum, inverse_k, none"):
+        select_anchors(LOSSES, k_t=4, min_fraction=0.0, rule="median").mask
     with pytest.raises(ValueError, match="min_fraction"):
-        select_anchors(LOSSES, k_t=4, min_fraction=1.5)
+        select_anchors(LOSSES, k_t=4, min_fraction=1.5).mask
 
 
 def test_selection_ignores_the_graph() -> None:
     losses = LOSSES.clone().requires_grad_()
-    selected = select_anchors(losses, k_t=4, min_fraction=0.5)
+    selected = select_anchors(losses, k_t=4, min_fraction=0.5).mask
     assert not selected.requires_grad
 
 
@@ -189,8 +189,62 @@ def test_self_paced_loss_with_nothing_selected_is_zero() -> None:
 def test_unselected_anchors_get_no_gradient_end_to_end() -> None:
     anchors, positives, negatives = (t.requires_grad_() for t in _embeddings(6, 12, 8, seed=9))
     losses = multilevel_loss(anchors, positives, negatives, 0.2, k=4)
-    selected = select_anchors(losses, k_t=4, min_fraction=0.5)
+    selected = select_anchors(losses, k_t=4, min_fraction=0.5).mask
     assert 3 <= int(selected.sum()) < 6
     self_paced_loss(losses, selected, k_t=4)[0].backward()
     assert (anchors.grad[~selected] == 0).all() and (positives.grad[~selected] == 0).all()
     assert (anchors.grad[selected].abs().sum(dim=1) > 0).all()
+
+
+def test_the_guard_says_when_it_decided() -> None:
+    assert select_anchors(LOSSES, k_t=100, min_fraction=0.1).guarded
+    assert not select_anchors(LOSSES, k_t=4, min_fraction=0.5).guarded
+    assert not select_anchors(LOSSES, k_t=100, min_fraction=0.0).guarded  # nothing to guard: nothing selected
+
+
+def test_curriculum_selects_a_rising_share_of_the_lowest_loss_anchors() -> None:
+    assert curriculum_share(4096, 4096, 0.25) == pytest.approx(0.25)
+    assert curriculum_share(1, 4096, 0.25) == 1.0
+    assert curriculum_share(1, 1, 0.25) == 1.0
+    first = select_anchors(LOSSES, k_t=10, min_fraction=0.25, rule="curriculum", delta=10)
+    assert first.mask.tolist() == [True, False, False, False, True, False] and not first.guarded  # ceil(0.25 * 6)
+    assert select_anchors(LOSSES, k_t=1, min_fraction=0.25, rule="curriculum", delta=10).mask.all()
+    with pytest.raises(ValueError, match="delta"):
+        select_anchors(LOSSES, k_t=4, min_fraction=0.25, rule="curriculum")
+
+
+def test_over_a_run_the_curriculum_share_rises_to_all_while_the_literal_rule_stays_at_its_guard() -> None:
+    """The simulation of the paper's setting (tau 0.07, batch 400, delta 4096): random embeddings give losses
+    near log(1 + K_t), far above 1 / K_t, as in early training."""
+    total, delta = 200, 4096
+    generator = torch.Generator().manual_seed(0)
+    anchors, negatives = (F.normalize(torch.randn(rows, 32, generator=generator), dim=1) for rows in (400, delta))
+    positives = F.normalize(anchors + 0.5 * torch.randn(400, 32, generator=generator), dim=1)
+    curriculum, literal = [], []
+    for step in range(total):
+        k_t = negatives_at(step, total, delta)
+        losses = multilevel_loss(anchors, positives, negatives, 0.07, k_t)
+        curriculum.append(float(select_anchors(losses, k_t, 0.25, "curriculum", delta).mask.float().mean()))
+        chosen = select_anchors(losses, k_t, 0.25, "inverse_k")
+        literal.append((float(chosen.mask.float().mean()), chosen.guarded))
+    assert curriculum[0] == pytest.approx(0.25) and curriculum[-1] >= 0.9
+    assert all(later >= earlier for earlier, later in zip(curriculum, curriculum[1:]))
+    assert all(share == 0.25 and guarded for share, guarded in literal)  # Eq. 3 as written selects nothing itself
+
+
+def test_an_anchors_own_image_is_no_negative_of_it() -> None:
+    anchors, positives, negatives = _embeddings(3, 5, 8, seed=4)
+    exclude = torch.zeros(3, 5, dtype=torch.bool)
+    exclude[0, 1] = exclude[2, 4] = True
+    masked = multilevel_loss(anchors, positives, negatives, 0.2, k=None, exclude=exclude)
+    for i in range(3):
+        kept = negatives[~exclude[i]]
+        expected = _naive(anchors[i : i + 1], positives[i : i + 1], kept, 0.2, None)
+        assert masked[i].item() == pytest.approx(expected[0], rel=1e-5)
+    # With hard-negative mining, an excluded negative is never among the k kept, however similar it is.
+    negatives = negatives.clone()
+    negatives[1] = anchors[0]
+    mined = multilevel_loss(anchors, positives, negatives, 0.2, k=2, exclude=exclude)
+    assert mined[0].item() == pytest.approx(_naive(anchors[:1], positives[:1], negatives[~exclude[0]], 0.2, 2)[0], rel=1e-5)
+    with pytest.raises(ValueError, match="exclude"):
+        multilevel_loss(anchors, positives, negatives, 0.2, exclude=exclude[:2])

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from comcl.errors import DataError
-from comcl.report.tables import FORMATS, TABLES, collect, summarize, write_tables
+from comcl.report.tables import DAGGER, DDAGGER, FORMATS, TABLES, collect, summarize, write_tables
 
 CONTEXT: dict[str, Any] = {
     "datasets": {"eyeq": {"format": "eyeq", "root": "data/eyeq"}},
@@ -110,7 +110,7 @@ EXPECTED_TABLE1 = """\
 |  | CoMCL | n/d | 0.884 | 0.850 ± 0.071 | 0.872 | 0.250 | – | 0.750 | – |
 
 - ours: mean ± std over 2 seeds; paper: published numbers on record, – where none.
-- † from scratch: ImageNet weights could not be fetched
+- † from scratch: ImageNet weights could not be fetched, or pretrain.init is scratch
 - n/d: undefined (e.g. a constant prediction)
 - (paper only): a method this project does not implement; the paper's numbers only
 - Configuration: seeds 0, 1; fine-tuning 5 epochs, input 224 px, batch 8, lr 0.001, class-balanced sampling; \
@@ -148,7 +148,7 @@ def test_latex_lines(tables: Path) -> None:
         r"Lesion-aware CL (paper only) &  & 0.876 &  & 0.857 &  & -- &  & -- \\",
         r"CoMCL & n/d & 0.884 & 0.850 $\pm$ 0.071 & 0.872 & 0.250 & -- & 0.750 & -- \\",
         r"\bottomrule",
-        r"$^\dagger$ from scratch: ImageNet weights could not be fetched\par",
+        r"$^\dagger$ from scratch: ImageNet weights could not be fetched, or pretrain.init is scratch\par",
     ):
         assert line in lines
     table3 = (tables / "table3.tex").read_text()
@@ -260,6 +260,46 @@ def test_unlisted_methods_are_appended_to_table1(tmp_path: Path) -> None:
     assert labels[-1] == "My CL"
     assert "|  | ResNet-18 | 0.400 | – | 0.500 | – | – | – | – | – |" in lines
     assert "from scratch" not in "\n".join(lines)  # ImageNet-initialised: no dagger
+
+
+def _pretraining(folder: Path, version: str, init: str, pairs: list, left_out: list) -> str:
+    path = folder / "results" / "eyeq" / version / "pretrain" / "comcl" / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"variant": "CoMCL", "init": init, "pairs": pairs, "pairs_without_images": left_out}))
+    return str(path)
+
+
+def test_one_start_for_every_method_is_said_once_and_a_mixed_start_marks_the_rows(tmp_path: Path) -> None:
+    pairs = [["L", "L~"], ["L", "H"], ["L~", "H~"]]
+    encoder = dict(_run(tmp_path, "eyeq", "original", "comcl", 0, kappa=0.3, accuracy=0.6))
+    encoder["pretraining"] = _pretraining(tmp_path, "original", "imagenet", pairs, [])
+    runs = [_run(tmp_path, "eyeq", "original", "resnet50", 0, kappa=0.4, accuracy=0.5, init="imagenet"), encoder]
+    write_tables(runs, {"comcl": COMCL}, CONTEXT, tmp_path / "tables")
+    text = (tmp_path / "tables" / "table1.md").read_text()
+    assert "Start: every method from ImageNet weights" in text and DAGGER not in text
+
+    # The encoder's pretraining started from scratch while the baseline had ImageNet: a dagger on CoMCL only.
+    encoder["pretraining"] = _pretraining(tmp_path, "original", SCRATCH, pairs, [])
+    write_tables(runs, {"comcl": COMCL}, CONTEXT, tmp_path / "tables")
+    text = (tmp_path / "tables" / "table1.md").read_text()
+    assert "Start:" not in text and f"| CoMCL {DAGGER} |" in text and f"ResNet-50 {DAGGER}" not in text
+    csv = pd.read_csv(tmp_path / "tables" / "table1.csv")
+    assert set(csv.loc[csv["method"] == "comcl", "init"].dropna()) == {"scratch"}
+
+
+def test_cells_of_pretrainings_that_left_pairs_out_say_which_pairs_trained(tmp_path: Path) -> None:
+    runs = []
+    for version, left_out in (("original", []), ("lq100", [["L", "L~"], ["L", "H"]])):
+        run = dict(_run(tmp_path, "eyeq", version, "comcl", 0, kappa=0.3, accuracy=0.6))
+        trained = [["L~", "H~"]] if left_out else [["L", "L~"], ["L", "H"], ["L~", "H~"]]
+        run["pretraining"] = _pretraining(tmp_path, version, "imagenet", trained, left_out)
+        runs.append(run)
+    write_tables(runs, {"comcl": COMCL}, CONTEXT, tmp_path / "tables")
+    lines = (tmp_path / "tables" / "table1.md").read_text().splitlines()
+    row = next(line for line in lines if line.startswith("|  | CoMCL |"))
+    assert row.count(DDAGGER) == 2  # the lq100 Kappa and ACC cells, not the original's
+    assert f"- {DDAGGER} trained on the level pairs that have images at this proportion only: CoMCL on EyeQ 100 % low quality: (L~, H~)" in lines
+    assert r"$^\ddagger$" in (tmp_path / "tables" / "table1.tex").read_text()
 
 
 def test_missing_or_malformed_metrics_raise_data_error(tmp_path: Path) -> None:

@@ -20,6 +20,15 @@ from comcl.download import download, sha256sum
 from comcl.errors import DataError
 
 log = logging.getLogger(__name__)
+# torchvision's IMAGENET1K_V1 files (``torchvision.models.*_Weights.IMAGENET1K_V1.url``): the same names,
+# so a file that torchvision has already put in $TORCH_HOME is reused.
+IMAGENET_URLS = {
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
+    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    "inception_v3": "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+    "densenet121": "https://download.pytorch.org/models/densenet121-a639ec97.pth",
+}
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
 
 

@@ -18,7 +18,8 @@ rule pretrain:
         ),
     params:
         variant=lambda wildcards: VARIANTS[wildcards.variant],
-        pretrain=section("pretrain", drop=("runs",)),
+        # Whole images are seen at the scale fine-tuning sees them, as the patches are cut.
+        pretrain={**section("pretrain", drop=("runs",)), "lesion_scale": config["finetune"]["input_size"]},
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/{wildcards.version}/pretrain/{wildcards.variant}/work",
     log:
         f"{RESULTS}/logs/pretrain/{{dataset}}_{{version}}_{{variant}}.log",

@@ -2,6 +2,7 @@ rule tables:
     """Tables 1-3 (CSV, Markdown, LaTeX, HTML) beside the paper's numbers, and per-class tables."""
     input:
         metrics=[run["metrics"] for dataset in DATASETS for run in finetune_runs(dataset)],
+        pretrainings=sorted({run["pretraining"] for dataset in DATASETS for run in finetune_runs(dataset) if run["pretraining"]}),
     output:
         tables=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
         html=[

@@ -1,8 +1,9 @@
 """Classifiers to fine-tune: a torchvision network with a fresh linear head, from scratch, ImageNet or a pretrained encoder.
 
-The supervised baselines start from ImageNet when its weights can be fetched and from scratch
-otherwise (a compute node may have no internet); the description returned with the model says which,
-so that the results tables can. A pretrained encoder must fit the backbone exactly: a partial load
+The supervised baselines start from the family the contrastive encoders start from (``pretrain.init``):
+ImageNet when its weights can be fetched, from scratch otherwise (a compute node may have no internet)
+or when so configured; the description returned with the model says which, so that the results
+tables can. A pretrained encoder must fit the backbone exactly: a partial load
 would fine-tune a half-random network and report it as the pretrained one.
 """
 
@@ -20,21 +21,12 @@ from torch import nn
 
 from comcl.checkpoints import save_torch
 from comcl.errors import DataError
-from comcl.weights import fetch_weights, load_state_dict
+from comcl.weights import IMAGENET_URLS, fetch_weights, load_state_dict
 
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "inception_v3", "densenet121")
 INITS = ("scratch", "imagenet", "encoder")
-# torchvision's IMAGENET1K_V1 files (``torchvision.models.*_Weights.IMAGENET1K_V1.url``): the same names,
-# so a file that torchvision has already put in $TORCH_HOME is reused.
-IMAGENET_URLS = {
-    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
-    "resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
-    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    "inception_v3": "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
-    "densenet121": "https://download.pytorch.org/models/densenet121-a639ec97.pth",
-}
 HEADS = {"resnet18": "fc", "resnet34": "fc", "resnet50": "fc", "inception_v3": "fc", "densenet121": "classifier"}
 # The smallest input side each network takes (torchvision's ``meta["min_size"]``): Inception-v3's stem
 # shrinks without padding, DenseNet's pooling needs a 1 px map at its last block; a ResNet takes any size.

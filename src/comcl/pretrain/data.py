@@ -86,8 +86,14 @@ def check_groups(members: Mapping[str, np.ndarray], needs: Mapping[str, int], so
             )
 
 
+def image_codes(frame: pd.DataFrame) -> np.ndarray:
+    """An integer per row naming its image (the codes of the sorted image ids): what the queues keep of a key."""
+    return pd.factorize(frame["image_id"].astype(str), sort=True)[0].astype(np.int64)
+
+
 class StepBatches(torch.utils.data.Dataset):
-    """Item ``t``: for each group, a (2, B, 3, S, S) float32 tensor of two views of its step-``t`` batch.
+    """Item ``t``: ``views``, for each group a (2, B, 3, S, S) float32 tensor of two views of its step-``t``
+    batch, and ``images``, for each group the (B,) int64 codes of those items' images (:func:`image_codes`).
 
     Unbounded: a DataLoader reads it through a sampler of the steps to run. With ``rows`` (a process's
     shard), only those rows of each batch.
@@ -109,6 +115,7 @@ class StepBatches(torch.utils.data.Dataset):
         self.seed = seed
         self.rows = slice(0, batch_size) if rows is None else rows
         self._keys = {name: zlib.crc32(name.encode()) for name in self.members}
+        self.codes = image_codes(source.frame)
 
     def positions(self, group: str, first: int, count: int) -> np.ndarray:
         """Items ``first`` .. ``first + count - 1`` of the group's endless sequence of epoch permutations."""
@@ -131,13 +138,14 @@ class StepBatches(torch.utils.data.Dataset):
         ]
         return torch.from_numpy(np.stack([np.stack(view) for view in views]))
 
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, step: int) -> dict[str, dict[str, torch.Tensor]]:
+        positions = {group: self.positions(group, step * self.batch_size, self.batch_size)[self.rows] for group in self.members}
         return {
-            group: self.views(group, self.positions(group, step * self.batch_size, self.batch_size)[self.rows], step, self.rows.start)
-            for group in self.members
+            "views": {group: self.views(group, rows, step, self.rows.start) for group, rows in positions.items()},
+            "images": {group: torch.from_numpy(self.codes[rows]) for group, rows in positions.items()},
         }
 
-    def queue_fill(self, group: str, size: int) -> torch.Tensor:
-        """Second views of ``size`` distinct items of ``group``: the keys a queue starts with."""
+    def queue_fill(self, group: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Second views of ``size`` distinct items of ``group`` and their image codes: what a queue starts with."""
         order = np.random.default_rng([self.seed, self._keys[group], 2**31]).permutation(self.members[group])[:size]
-        return self.views(group, order, 2**40)[1]
+        return self.views(group, order, 2**40)[1], torch.from_numpy(self.codes[order])

@@ -11,13 +11,18 @@ import torch
 from torch import Tensor
 
 
-def multilevel_loss(anchors: Tensor, positives: Tensor, negatives: Tensor, temperature: float, k: int | None = None) -> Tensor:
+def multilevel_loss(
+    anchors: Tensor, positives: Tensor, negatives: Tensor, temperature: float, k: int | None = None, exclude: Tensor | None = None
+) -> Tensor:
     """Per-anchor loss of Eq. 1, with the hard negatives of Eq. 2 when ``k`` is given: shape ``(B,)``.
 
     ``L_i = -log( exp(a_i.p_i / tau) / (exp(a_i.p_i / tau) + sum_{j in S_i} exp(a_i.n_j / tau)) )``, where
     ``anchors`` and ``positives`` are ``(B, D)``, ``negatives`` is ``(N, D)``, all already L2-normalised, so a
     dot product is the cosine similarity. ``S_i`` is every negative when ``k`` is None or ``k >= N``, else the
     ``k`` negatives most similar to anchor ``i`` (Eq. 2, with ``k = K_t`` from the self-paced schedule).
+    ``exclude``, a bool ``(B, N)`` mask, takes negatives out of an anchor's set before the hard ones are
+    picked: those of the anchor's own image (its earlier key in a queue, another patch of it), which are
+    no negatives of it.
 
     The losses are per anchor, not summed, so the self-paced anchor selection (Eq. 3) can weight them. The
     logits are computed in at least float32 with autocast off: at ``tau = 0.07`` a half-precision similarity
@@ -31,11 +36,15 @@ def multilevel_loss(anchors: Tensor, positives: Tensor, negatives: Tensor, tempe
         raise ValueError(f"k (the number of hard negatives per anchor) must be at least 1 or None, got {k}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    if exclude is not None and exclude.shape != (anchors.shape[0], negatives.shape[0]):
+        raise ValueError(f"exclude must be a (B, N) mask, got {tuple(exclude.shape)}")
     dtype = torch.promote_types(anchors.dtype, torch.float32)
     with torch.autocast(device_type=anchors.device.type, enabled=False):
         anchors, positives, negatives = anchors.to(dtype), positives.to(dtype), negatives.to(dtype)
         positive = (anchors * positives).sum(dim=1) / temperature
         negative = anchors @ negatives.T / temperature
+        if exclude is not None:
+            negative = negative.masked_fill(exclude, -torch.inf)
         if k is not None and k < negative.shape[1]:
             # The temperature is positive, so the largest logits are the most similar negatives.
             negative = torch.topk(negative, k, dim=1, sorted=False).values

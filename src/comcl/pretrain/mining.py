@@ -1,16 +1,25 @@
 """Self-paced hard-negative mining: how many negatives each step keeps (Eq. 2) and which anchors it learns
 from (Eq. 3).
 
-Training starts with every negative and every easy-enough anchor, and narrows to the hardest negatives as
-``K_t`` falls along a quarter cosine. The threshold on the anchor losses is a named rule, so an experiment
-can replace the paper's ``1 / K_t`` by configuration; a minimum fraction of lowest-loss anchors keeps a step
-from learning from nothing.
+Training starts with every negative and narrows to the hardest as ``K_t`` falls along a quarter cosine.
+Which anchors a step learns from is a named rule:
+
+- ``curriculum`` (the default): self-paced learning as Kumar et al. (2010) mean it. The lowest-loss
+  anchors are selected, and their share rises along the ``K_t`` schedule from ``min_fraction`` at the first
+  step to every anchor at the last, so training starts from the easy anchors and admits the harder ones
+  until all count. The paper's threshold ``1 / K_t`` grows from ``1 / delta`` to 1 on the same schedule;
+  this keeps its curriculum on the scale of shares, where the losses live.
+- ``inverse_k``: Eq. 3 taken literally, ``loss < 1 / K_t``. A loss over ``K_t`` negatives stays far above
+  ``1 / K_t`` until the very end of training (METHOD.md, section 3), so the ``min_fraction`` guard (the
+  lowest-loss anchors) decides nearly every step; it is kept to show that.
+- ``none``: every anchor (CoMCL without self-paced learning).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -25,6 +34,14 @@ def negatives_at(step: int, total_steps: int, delta: int) -> int:
     return max(1, math.floor(delta * math.cos(math.pi * t / (2 * total_steps))))
 
 
+def curriculum_share(k_t: int, delta: int, min_fraction: float) -> float:
+    """The share of anchors the curriculum selects at ``K_t``: ``min_fraction`` at ``K_t = delta``, 1 at ``K_t = 1``,
+    linear in ``K_t`` between (so it rises along the quarter cosine of the schedule)."""
+    if delta <= 1:
+        return 1.0
+    return 1.0 - (1.0 - min_fraction) * (min(k_t, delta) - 1) / (delta - 1)
+
+
 def _inverse_k(k_t: int) -> float:
     """The paper's threshold: an anchor is easy enough when its loss is below ``1 / K_t``."""
     return 1.0 / k_t
@@ -36,17 +53,39 @@ def _none(k_t: int) -> float:
 
 
 THRESHOLDS: dict[str, Callable[[int], float]] = {"inverse_k": _inverse_k, "none": _none}
+RULES = ("curriculum", *THRESHOLDS)
 
 
-def select_anchors(losses: Tensor, k_t: int, min_fraction: float, rule: str = "inverse_k") -> Tensor:
-    """The self-paced weights ``s_i`` of Eq. 3 as a bool mask ``(B,)``: ``loss_i < threshold(K_t)``.
+class Selection(NamedTuple):
+    """The self-paced weights ``s_i`` as a bool mask ``(B,)``, and whether the ``min_fraction`` guard chose them
+    (the threshold rule let fewer anchors through than the guard's minimum)."""
 
-    When fewer than ``ceil(min_fraction * B)`` anchors pass, the ``ceil(min_fraction * B)`` lowest-loss
-    anchors are selected instead (a superset of those that passed), so with ``min_fraction > 0`` no step
-    selects nothing. The losses are detached: selection is a decision, not part of the graph.
+    mask: Tensor
+    guarded: bool
+
+
+def _lowest(losses: Tensor, count: int) -> Tensor:
+    selected = torch.zeros(losses.shape, dtype=torch.bool, device=losses.device)
+    selected[torch.topk(losses, count, largest=False).indices] = True
+    return selected
+
+
+def _count(share: float, total: int) -> int:
+    # The small slack keeps 0.3 * 10 = 3.0000000000000004 from rounding up to 4 anchors.
+    return math.ceil(share * total - 1e-9)
+
+
+def select_anchors(losses: Tensor, k_t: int, min_fraction: float, rule: str = "inverse_k", delta: int | None = None) -> Selection:
+    """The anchors a step learns from under ``rule`` (see the module's docstring).
+
+    ``curriculum``: the ``ceil(curriculum_share(K_t, delta, min_fraction) * B)`` lowest-loss anchors (needs
+    ``delta``, the number of negatives at the first step). A threshold rule: ``loss_i < threshold(K_t)``;
+    when fewer than ``ceil(min_fraction * B)`` anchors pass, the guard selects that many lowest-loss anchors
+    instead (a superset of those that passed), so with ``min_fraction > 0`` no step selects nothing. The
+    losses are detached: selection is a decision, not part of the graph.
     """
-    if rule not in THRESHOLDS:
-        raise ValueError(f"unknown threshold rule {rule!r}; known rules: {', '.join(sorted(THRESHOLDS))}")
+    if rule not in RULES:
+        raise ValueError(f"unknown anchor-selection rule {rule!r}; known rules: {', '.join(sorted(RULES))}")
     if not 0 <= min_fraction <= 1:
         raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction}")
     if k_t < 1:
@@ -54,13 +93,15 @@ def select_anchors(losses: Tensor, k_t: int, min_fraction: float, rule: str = "i
     if losses.ndim != 1:
         raise ValueError(f"losses must be one value per anchor (B,), got {tuple(losses.shape)}")
     losses = losses.detach()
+    if rule == "curriculum":
+        if delta is None or delta < 1:
+            raise ValueError(f"the curriculum rule needs delta (the negatives at the first step) >= 1, got {delta}")
+        return Selection(_lowest(losses, _count(curriculum_share(k_t, delta, min_fraction), losses.numel())), False)
     selected = losses < THRESHOLDS[rule](k_t)
-    # The small slack keeps 0.3 * 10 = 3.0000000000000004 from rounding up to 4 anchors.
-    minimum = math.ceil(min_fraction * losses.numel() - 1e-9)
+    minimum = _count(min_fraction, losses.numel())
     if int(selected.sum()) < minimum:
-        selected = torch.zeros_like(selected)
-        selected[torch.topk(losses, minimum, largest=False).indices] = True
-    return selected
+        return Selection(_lowest(losses, minimum), True)
+    return Selection(selected, False)
 
 
 def self_paced_loss(losses: Tensor, selected: Tensor, k_t: int) -> tuple[Tensor, float]:

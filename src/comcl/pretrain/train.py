@@ -1,10 +1,13 @@
 """Contrastive pretraining: one loop for CoMCL, its ablations and the contrastive baselines.
 
 A variant is configuration only: its level ``groups``, the ``pairs`` (m, n) of Eq. 1 that it sums,
-its ``source`` (patches or whole images) and whether self-paced learning (SPL) is on. Each group is
-encoded once per view and step, and its embeddings serve every pair that uses the group; the hard
-negatives are a top-k over a B x delta matrix. After the step, the key embeddings of each group enter
-that group's queue.
+its ``source`` (patches or whole images) and its self-paced learning (SPL). The encoders start from
+``init`` (ImageNet weights or scratch, the family the supervised baselines start from too). Every
+anchor group goes through the query encoder in one pass and every group through the key encoder in
+one shuffled pass (batch norm over the levels together, MoCo's shuffling BN); the embeddings of a
+group serve every pair that uses it; the hard negatives are a top-k over a B x delta matrix from
+which the anchor's own image is masked out. After the step, the key embeddings of each group enter
+that group's queue with their image ids.
 
 A run checkpoints its whole state (model, queues, optimiser, log) every ``checkpoint_interval``
 steps, atomically, in its work folder, and a rerun resumes from there: since a step's batch is a
@@ -13,8 +16,9 @@ uninterrupted one. Once the outputs are written the checkpoint is deleted.
 
 A job with several GPUs trains on all of them (``comcl.distributed``), and reaches what one process
 would with the same batch size: each process encodes its shard of every group's batch, with batch
-norm over the whole batch; anchors are selected among the whole batch; the gradients are averaged;
-and the keys of every shard enter the queues, so every process holds the same queues. The main
+norm over the whole batch (the key encoder's sub-batches shared out among the processes); anchors
+are selected among the whole batch; the gradients are averaged; and the keys of every shard enter
+the queues, so every process holds the same queues. The main
 process writes the checkpoints and outputs, which therefore do not depend on the number of GPUs: a
 run resumes from a checkpoint written with another.
 """
@@ -39,11 +43,13 @@ from comcl.curves import draw_training_curves
 from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.io import atomic_path, read_table, write_json
+from comcl.parallel import derived_seed
 from comcl.pretrain.augment import build_augmentation
 from comcl.pretrain.data import ImageSource, PatchSource, StepBatches, check_groups, group_members
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
-from comcl.pretrain.model import ContrastiveModel
+from comcl.pretrain.model import ContrastiveModel, read_imagenet
+from comcl.weights import IMAGENET_URLS, fetch_weights
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -96,14 +102,39 @@ def learning_rate(step: int, total: int, params: Mapping[str, Any]) -> float:
     return params["lr"] * 0.5 * (1 + math.cos(math.pi * step / total))
 
 
-def _source(variant: Mapping[str, Any], params: Mapping[str, Any], store: str | Path | None, index: Path) -> tuple[PatchSource | ImageSource, str]:
+def _source(
+    variant: Mapping[str, Any], params: Mapping[str, Any], store: str | Path | None, index: Path
+) -> tuple[PatchSource | ImageSource, str, int]:
+    """Where the variant's items come from, their dataset format, and the side of the views fed to the encoder.
+
+    Patches (cut at the lesion scale) give views of ``input_size``. Whole images are seen at the lesion
+    scale too, resized to ``lesion_scale`` (fine-tuning's input size), and give views of ``image_size``
+    (paper 224), as MoCo crops its views from the whole image: squeezing them to the patch size would
+    leave a microaneurysm under a pixel.
+    """
     if variant["source"] == "patches":
         if store is None:
             raise ValueError(f"variant {variant['name']!r} trains on patches: give it the patch store")
         source = PatchSource(store)
-        return source, source.store.metadata["format"]
+        return source, source.store.metadata["format"], params["input_size"]
     frame, meta = read_table(index)
-    return ImageSource(frame, meta, params["image_size"], index), meta["format"]
+    return ImageSource(frame, meta, params["lesion_scale"], index), meta["format"], params["image_size"]
+
+
+def initial_weights(params: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The encoders' start, ``pretrain.init``: ImageNet weights (fetched as the baselines' are) or none, and
+    what the summary records: "imagenet", "scratch", or "scratch (ImageNet weights unavailable)"."""
+    if params["init"] == "scratch":
+        return None, "scratch"
+    if params["init"] != "imagenet":
+        raise ValueError(f"pretrain.init must be imagenet or scratch, got {params['init']!r}")
+    if params["arch"] not in IMAGENET_URLS:
+        raise ValueError(f"no ImageNet weights are known for {params['arch']!r}: use one of {', '.join(IMAGENET_URLS)} or init scratch")
+    path = fetch_weights(IMAGENET_URLS[params["arch"]])
+    if path is None:
+        log.warning("ImageNet weights for %s are unavailable: pretraining from scratch", params["arch"])
+        return None, "scratch (ImageNet weights unavailable)"
+    return read_imagenet(path, params["arch"]), "imagenet"
 
 
 def _checkpoint(path: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int, rows: list[dict], run_stamp: str) -> None:
@@ -112,20 +143,24 @@ def _checkpoint(path: Path, model: ContrastiveModel, optimizer: torch.optim.Opti
     distributed.barrier()
 
 
-def _pair_loss(losses: torch.Tensor, spl: Mapping[str, Any], k_t: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+def _pair_loss(
+    losses: torch.Tensor, spl: Mapping[str, Any], k_t: int, delta: int
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """This process's part of a pair's self-paced loss, the pair's loss over the whole batch, and what the log records.
 
-    The anchors are selected among the whole batch (the threshold's minimum fraction counts every
-    anchor), so the processes gather their detached per-anchor losses and each keeps its rows of the
-    selection. A process backpropagates its selected losses over the batch's selected count, times the
-    number of processes, which the averaging of the gradients undoes.
+    The anchors are selected among the whole batch (a share or a guard counts every anchor), so the
+    processes gather their detached per-anchor losses and each keeps its rows of the selection. A
+    process backpropagates its selected losses over the batch's selected count, times the number of
+    processes, which the averaging of the gradients undoes.
     """
     every = distributed.all_gather(losses.detach())
-    selected = select_anchors(every, k_t, spl["min_fraction"], spl["threshold"] if spl["enabled"] else "none")
+    rule = spl["threshold"] if spl["enabled"] else "none"
+    selected, guarded = select_anchors(every, k_t, spl["min_fraction"], rule, delta)
     whole, objective = self_paced_loss(every, selected, k_t)
     mine = selected[distributed.shard(len(every))]
     part = torch.where(mine, losses, torch.zeros_like(losses)).sum() / max(1, int(selected.sum())) * distributed.world_size()
-    return part, whole, {"loss": float(every.mean()), "selected": float(selected.float().mean()), "objective": objective}
+    stats = {"loss": float(every.mean()), "selected": float(selected.float().mean()), "guard": float(guarded), "objective": objective}
+    return part, whole, stats
 
 
 def train_step(
@@ -136,33 +171,45 @@ def train_step(
     spl: Mapping[str, Any],
     k_t: int,
     temperature: float,
+    images: Mapping[str, torch.Tensor] | None = None,
+    key_splits: int = 1,
+    shuffle_seed: int = 0,
 ) -> dict[str, float]:
     """One optimisation step on ``batch`` (group -> two views); returns what the log records of it.
 
-    Each anchor group is encoded once by the query encoder and each group once by the key encoder,
-    whatever the number of pairs that use it; the keys enter their queues after the update. Under
-    several processes ``batch`` is this process's shard, and the log records the whole batch.
+    The query encoder encodes every anchor group in one pass, the key encoder every group in one
+    shuffled pass of ``key_splits`` sub-batches (order from ``shuffle_seed``), whatever the number of
+    pairs that use a group (:class:`ContrastiveModel`). ``images`` (group -> image id per row) keeps an
+    anchor's own image out of its negatives. The keys enter their queues after the update. Under several
+    processes ``batch`` is this process's shard, and the log records the whole batch.
     """
     device = model.queues.device
     cuda = device.type == "cuda"
-    # In a fixed order, not a set's (string hashes differ between processes): batch norm's running
-    # statistics depend on the order, and synchronised batch norm pairs the processes' groups by it.
+    # In a fixed order, not a set's (string hashes differ between processes): the order of the groups
+    # in the one pass decides which rows each key sub-batch gets.
     anchors = sorted({anchor for anchor, _ in pairs})
+    names = sorted(batch)
+    if images is None:
+        images = {name: torch.full((batch[name].shape[1],), -1, dtype=torch.long) for name in names}
+    images = {name: ids.to(device) for name, ids in images.items()}
+    # channels-last takes rank-4 tensors, not a group's (2, B, 3, S, S) stack: view by view.
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    views = {
+        name: [view.to(device, non_blocking=True).contiguous(memory_format=memory_format) for view in batch[name]]
+        for name in names
+    }
+    generator = torch.Generator().manual_seed(shuffle_seed)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
-        # View by view: channels-last takes rank-4 tensors, not a group's (2, B, 3, S, S) stack.
-        memory_format = torch.channels_last if cuda else torch.contiguous_format
-        views = {
-            name: [view.to(device, non_blocking=True).contiguous(memory_format=memory_format) for view in pair]
-            for name, pair in batch.items()
-        }
-        queries = {name: model.query(views[name][0]) for name in anchors}
-        keys = {name: model.key(views[name][1]) for name in views}
+        queries = model.queries({name: views[name][0] for name in anchors})
+        keys = model.shuffled_keys({name: views[name][1] for name in names}, key_splits, generator)
     row: dict[str, float] = {}
     total = torch.zeros((), device=device)
     logged = torch.zeros((), device=device)
     for anchor, negative in pairs:
-        losses = multilevel_loss(queries[anchor], keys[anchor], model.negatives(negative), temperature, k_t)
-        part, whole, stats = _pair_loss(losses, spl, k_t)
+        # -1 is an unknown image (no ids given, an empty slot): it matches nothing.
+        exclude = (images[anchor][:, None] == model.negative_images(negative)[None, :]) & (images[anchor][:, None] >= 0)
+        losses = multilevel_loss(queries[anchor], keys[anchor], model.negatives(negative), temperature, k_t, exclude)
+        part, whole, stats = _pair_loss(losses, spl, k_t, model.queues.shape[1])
         total = total + part
         logged = logged + whole
         row |= {f"{what} {anchor}/{negative}": value for what, value in stats.items()}
@@ -173,9 +220,19 @@ def train_step(
     model.momentum_update()
     for name in model.levels:
         # Every shard's keys, in batch order: each process's queue holds what one process's would.
-        model.enqueue(name, distributed.all_gather(keys[name]))
+        model.enqueue(name, distributed.all_gather(keys[name]), distributed.all_gather(images[name]))
     row["loss"] = float(logged)
     return row
+
+
+def _selected_shares(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per pair, the share of anchors selected at the first and the last step and the steps a guard decided."""
+    shares = {}
+    for column in (c for c in frame.columns if c.startswith("selected ")):
+        pair = column.removeprefix("selected ")
+        guard = frame.get(f"guard {pair}", pd.Series(0.0, index=frame.index))
+        shares[pair] = {"first": float(frame[column].iloc[0]), "last": float(frame[column].iloc[-1]), "guarded_steps": float(guard.mean())}
+    return shares
 
 
 def pretrain(
@@ -218,14 +275,14 @@ def _pretrain(
     check_variant(variant)
     index, work_dir = Path(index), Path(work_dir)
     pairs, skipped = pairs_with_images(variant, index, params["split"])
-    source, form = _source(variant, params, store, index)
+    source, form, view_size = _source(variant, params, store, index)
     members = group_members(source, variant["groups"], params["split"])
     anchors = {anchor for anchor, _ in pairs}
     queued = sorted({negative for _, negative in pairs})
     used = sorted(anchors | set(queued))
     needs = {name: max(params["batch_size"] if name in anchors else 0, params["queue_size"] if name in queued else 0) for name in used}
     check_groups(members, needs, source.path)
-    augment = build_augmentation(params["augment"][form], params["input_size"])
+    augment = build_augmentation(params["augment"][form], view_size)
     shard = distributed.shard(params["batch_size"])
     batches = StepBatches(source, {name: members[name] for name in used}, params["batch_size"], augment, params["seed"], shard)
     longest = max(len(members[name]) for name in anchors)
@@ -234,9 +291,12 @@ def _pretrain(
     device = device_for(params["device"])
     if distributed.world_size() > 1:
         log.info("training on %d processes, %d of each batch's items each", distributed.world_size(), shard.stop - shard.start)
+    with distributed.main_first():
+        weights, init = initial_weights(params)
+    log.info("encoders initialised from %s", init)
     torch.manual_seed(params["seed"])
-    model = ContrastiveModel(params["arch"], queued, params["queue_size"], params["dim"], params["hidden"], params["momentum"])
-    model = distributed.synchronise_batch_norm(model).to(device)
+    model = ContrastiveModel(params["arch"], queued, params["queue_size"], params["dim"], params["hidden"], params["momentum"], weights)
+    model = model.synchronise_queries().to(device)
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=params["lr"], betas=(0.9, 0.999), weight_decay=params["weight_decay"]
     )
@@ -260,8 +320,9 @@ def _pretrain(
             # Every process encodes the whole fill, chunk by chunk as one process does (batch norm over
             # a chunk that every process holds is that chunk's); the main process's keys are then
             # everyone's, so the queues start bitwise equal whatever the GPU kernels.
-            fill = batches.queue_fill(name, params["queue_size"]).to(device)
-            model.enqueue(name, distributed.broadcast(torch.cat([model.key(chunk) for chunk in fill.split(params["batch_size"])])))
+            fill, images = batches.queue_fill(name, params["queue_size"])
+            keys = torch.cat([model.key(chunk.to(device)) for chunk in fill.split(params["batch_size"])])
+            model.enqueue(name, distributed.broadcast(keys), images)
 
     loader = torch.utils.data.DataLoader(
         batches,
@@ -278,7 +339,10 @@ def _pretrain(
             group["lr"] = learning_rate(step, total, params)
         k_t = negatives_at(step, total, params["queue_size"]) if variant["spl"]["enabled"] else params["queue_size"]
         row = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"], "k_t": k_t}
-        row |= train_step(model, optimizer, batch, pairs, variant["spl"], k_t, params["temperature"])
+        row |= train_step(
+            model, optimizer, batch["views"], pairs, variant["spl"], k_t, params["temperature"],
+            images=batch["images"], key_splits=params["key_splits"], shuffle_seed=derived_seed(params["seed"], step),
+        )
         rows.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", k_t=k_t)
         if (step + 1) % params["checkpoint_interval"] == 0 and step + 1 < total:
@@ -294,16 +358,18 @@ def _pretrain(
     panels = {
         "loss": ["loss", *(c for c in frame.columns if c.startswith("loss "))],
         "hard negatives K_t": ["k_t"],
-        "selected anchors": [c for c in frame.columns if c.startswith("selected ")],
+        "selected anchors (share)": [c for c in frame.columns if c.startswith("selected ")],
     }
     draw_training_curves(frame, "step", panels, f"{variant['name']} on {index.parent.parent.name}/{index.parent.name}", curves)
     result = {
         "variant": variant["name"],
+        "init": init,
         "steps": total,
         "groups": {name: int(len(members[name])) for name in used},
         "pairs": [list(pair) for pair in pairs],
         "pairs_without_images": [list(pair) for pair in skipped],
         "final_loss": rows[-1]["loss"] if rows else None,
+        "selected_share": _selected_shares(frame),
         "device": device.type,
     }
     write_json(summary, result)

@@ -11,6 +11,7 @@ cells in the CSV files, never the text "nan".
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,15 +34,16 @@ CSV_COLUMNS = (
     "table", "dataset", "version", "group", "row", "method", "source", "metric", "mean", "std", "seeds", "defined", "paper", "init",
 )  # fmt: skip
 INIT_KINDS = ("scratch", "imagenet", "encoder")  # a summary's init: the first kind any seed had, in this order
-MISSING, UNDEFINED, DAGGER, CHECK = "–", "n/d", "†", "✓"
+MISSING, UNDEFINED, DAGGER, DDAGGER, CHECK = "–", "n/d", "†", "‡", "✓"
 FOOTNOTES = {
-    "dagger": f"{DAGGER} from scratch: ImageNet weights could not be fetched",
+    "dagger": f"{DAGGER} from scratch: ImageNet weights could not be fetched, or pretrain.init is scratch",
     "undefined": f"{UNDEFINED}: undefined (e.g. a constant prediction)",
     "paper_only": "(paper only): a method this project does not implement; the paper's numbers only",
 }
 LATEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "–": "--", DAGGER: r"$^\dagger$",
+    DDAGGER: r"$^\ddagger$",
 }  # fmt: skip
 CSS = (
     "body{font-family:sans-serif;font-size:13px;margin:1em}"
@@ -104,6 +106,7 @@ class _Results:
     stats: dict[tuple[str, ...], dict[str, Any]]
     methods: tuple[str, ...]
     scratch: frozenset[tuple[str, str]]
+    partial: Mapping[tuple[str, str, str], tuple[tuple[str, str], ...]]
     datasets: tuple[str, ...]
     versions: tuple[str, ...]
     metrics: dict[str, tuple[str, ...]]
@@ -259,6 +262,17 @@ def _record(
     }  # fmt: skip
 
 
+def _partial_note(results: _Results, versions: Sequence[str]) -> str:
+    """What a ‡ cell trained on: at 100 % low quality no L or H image is left, so CoMCL keeps only (L~, H~)."""
+    parts = []
+    for (dataset, version, method), pairs in sorted(results.partial.items()):
+        if version in versions:
+            name = results.variants.get(method, {}).get("name", method)
+            where = f"{_label(results.layout, 'datasets', dataset)} {_label(results.layout, 'versions', version)}"
+            parts.append(f"{name} on {where}: {', '.join(f'({a}, {n})' for a, n in pairs)}")
+    return f"{DDAGGER} trained on the level pairs that have images at this proportion only: " + "; ".join(parts)
+
+
 def _table(key: str, results: _Results) -> tuple[_View, pd.DataFrame]:
     """A table's view and its tidy CSV frame, built in one pass over the same cells."""
     layout = results.layout
@@ -279,7 +293,11 @@ def _table(key: str, results: _Results) -> tuple[_View, pd.DataFrame]:
                 for metric in metrics:
                     stats = results.stats.get((dataset, version, row.method or "", metric))
                     paper = published.get(metric)
-                    cells += ["" if row.method is None else _ours(stats), MISSING if paper is None else _fixed(paper)]
+                    ours = "" if row.method is None else _ours(stats)
+                    if (dataset, version, row.method) in results.partial and stats is not None:
+                        ours = f"{ours} {DDAGGER}"
+                        flags.add("partial")
+                    cells += [ours, MISSING if paper is None else _fixed(paper)]
                     records.append(_record(key, dataset, version, row, metric, stats, paper))
             if UNDEFINED in cells:
                 flags.add("undefined")
@@ -302,7 +320,10 @@ def _table(key: str, results: _Results) -> tuple[_View, pd.DataFrame]:
         )
     seeds = f"{results.seeds} seed{'' if results.seeds == 1 else 's'}"
     legend = f"ours: mean ± std over {seeds}; paper: published numbers on record, {MISSING} where none."
-    notes = (legend, *(text for flag, text in FOOTNOTES.items() if flag in flags), *results.notes)
+    notes = (legend, *(text for flag, text in FOOTNOTES.items() if flag in flags))
+    if "partial" in flags:
+        notes += (_partial_note(results, versions),)
+    notes += results.notes
     view = _View(key, TABLES.index(key) + 1, spec["title"], pairs, tuple(blocks), notes)
     frame = pd.DataFrame(records, columns=list(CSV_COLUMNS)).astype(
         {"mean": "float64", "std": "float64", "paper": "float64", "seeds": "Int64", "defined": "Int64"}
@@ -508,6 +529,32 @@ def _notes(
     return tuple(lines)
 
 
+def _with_pretraining(run: Mapping[str, Any], document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A pretrained method's run, its init read as the family its encoder started from (the pretraining's
+    ``init``: imagenet or scratch), so that a table can say whether every method had the same start; and the
+    pretraining's summary. A baseline's run as it is."""
+    if not run.get("pretraining"):
+        return document, None
+    path = Path(run["pretraining"])
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        init = summary["init"]
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"cannot read the pretraining's initialisation: {error}", path=path, hint="run that pretraining again") from error
+    return {**document, "init": init}, summary
+
+
+def _start_note(summary: pd.DataFrame) -> str | None:
+    """One note for the whole table when every method had the same start (else the rows started from scratch get
+    a dagger)."""
+    kinds = set(summary["init"])
+    if kinds == {"imagenet"}:
+        return "Start: every method from ImageNet weights (the pretrained encoders and the baselines)."
+    if kinds == {"scratch"}:
+        return "Start: every method from scratch (ImageNet weights could not be fetched, or pretrain.init is scratch)."
+    return None
+
+
 def write_tables(
     runs: Sequence[Mapping[str, Any]], variants: Mapping[str, Mapping[str, Any]], context: Mapping[str, Any], folder: str | Path
 ) -> None:
@@ -516,23 +563,31 @@ def write_tables(
     the names of unlisted variants and Table 3's level pairs, so the marks say what ran); ``context``: the datasets
     (name -> format and root, in table order), versions, seeds and the fine-tuning and pretraining settings."""
     layout = _layout()
-    loaded = [(run, _load(run)) for run in runs]
+    loaded, partial = [], {}
+    for run in runs:
+        document, pretraining = _with_pretraining(run, _load(run))
+        loaded.append((run, document))
+        if pretraining and pretraining.get("pairs_without_images"):
+            partial[(run["dataset"], run["version"], run["method"])] = tuple(tuple(pair) for pair in pretraining["pairs"])
     frame = _frame(loaded)
     summary = summarize(frame)
+    start = _start_note(summary)
     datasets = tuple(dict.fromkeys([*context["datasets"], *frame["dataset"]]))
     versions = tuple(dict.fromkeys([*context["versions"], *frame["version"]]))
     tasks = {dataset: _task(dataset, frame, context, layout) for dataset in datasets}
-    scratch = summary.loc[summary["init"] == "scratch", ["dataset", "method"]]
+    # One start for all: the note says it once. Else a dagger marks each method that started from scratch.
+    scratch = summary.loc[(summary["init"] == "scratch") & (start is None), ["dataset", "method"]]
     results = _Results(
         layout=layout,
         stats=summary.set_index(["dataset", "version", "method", "metric"]).to_dict("index"),
         methods=tuple(dict.fromkeys(summary["method"])),
         scratch=frozenset(scratch.itertuples(index=False, name=None)),
+        partial=partial,
         datasets=datasets,
         versions=versions,
         metrics={dataset: TASK_METRICS[task] for dataset, task in tasks.items()},
         variants=variants,
-        notes=_notes(loaded, datasets, versions, context, layout),
+        notes=(*([start] if start else []), *_notes(loaded, datasets, versions, context, layout)),
         seeds=len(context["seeds"]),
     )
     folder = Path(folder)
