@@ -1,15 +1,23 @@
-"""Bad input fails with a message that names the file, the line and what to do; nothing is left half-written."""
+"""Bad input fails with a message that names the file, the line and what to do; nothing is left half-written.
+Configuration errors that can be known before any job runs fail when the workflow loads."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
+from comcl.datasets import chestxray14 as nih
 from comcl.errors import DataError
 from comcl.index.build import run_index
+from comcl.weights import IMAGENET_URLS
+from tests.conftest import REPO
 from tests.test_index import CHEST_FILES, EYEQ_LABELS_ONLY
+from tests.tiny_workflow import SNAKEMAKE
 
 
 @pytest.fixture()
@@ -26,13 +34,15 @@ def chest_copy(synthetic_chest, tmp_path) -> Path:
     return root
 
 
-def index(root: Path, out: Path, section: dict, check: str = "header") -> None:
-    run_index("dataset", {**section, "root": str(root)}, check, 1, out / "index.parquet", out / "summary.json")
+def index(root: Path, out: Path, section: dict, check: str = "header", val_share: float = 0.25) -> None:
+    run_index("dataset", {**section, "root": str(root)}, check, 1, val_share, 0, out / "index.parquet", out / "summary.json")
 
 
-def expect_error(root: Path, out: Path, section: dict, *fragments: str, check: str = "header") -> DataError:
+def expect_error(
+    root: Path, out: Path, section: dict, *fragments: str, check: str = "header", val_share: float = 0.25
+) -> DataError:
     with pytest.raises(DataError) as caught:
-        index(root, out, section, check)
+        index(root, out, section, check, val_share)
     message = str(caught.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
@@ -165,3 +175,52 @@ def test_chest_image_in_no_split_list(chest_copy, tmp_path):
     names = listing.read_text().splitlines()
     listing.write_text("\n".join(names[1:]) + "\n")
     expect_error(chest_copy, tmp_path / "out", CHEST_FILES, "in no split list", names[0])
+
+
+@pytest.mark.parametrize(("share", "empty"), [(0.05, "validation"), (0.95, "train")])
+def test_a_val_share_that_leaves_a_split_empty_is_named_with_the_fix(eyeq_copy, tmp_path, share, empty):
+    # The tiny EyeQ set has 6 training patients: 0.05 of them rounds to none, 0.95 to all.
+    labels = eyeq_copy / "Label_EyeQ_train.csv"
+    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, str(labels), f"index.val_share {share}", "6 training patients",
+                 f"leaves the {empty} split empty", "between 0.167 and 0.833", val_share=share)
+
+
+def test_a_test_split_wholly_in_the_box_list_is_refused(chest_copy, tmp_path):
+    boxes = chest_copy / "BBox_List_2017.csv"
+    test = (chest_copy / "test_list.txt").read_text().split()
+    boxes.write_text(boxes.read_text() + "".join(f"{name},Mass,1,2,30,40\n" for name in test))
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, str(chest_copy / nih.SPLIT_FILES["test"]), "no test image is left")
+
+
+def load(tmp_path: Path, overlay: dict) -> str:
+    """A dry run of the demo configuration with ``overlay`` merged over it; its output, having failed."""
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    command = [*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "overlay.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0, "the workflow loaded"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("share", "empty"), [(0.001, "validation"), (0.999, "train")])
+def test_a_val_share_that_leaves_a_synthetic_split_empty_is_refused_when_the_workflow_loads(tmp_path, share, empty):
+    # The demo's synthetic EyeQ set has 160 training images of 80 patients.
+    output = load(tmp_path, {"index": {"val_share": share}})
+    assert f"dataset eyeq: index.val_share {share} of the 80 training patients leaves the {empty} split empty" in output
+    assert "set index.val_share between 0.0125 and 0.988" in output
+
+
+def test_patches_larger_than_the_fine_tuning_images_are_refused_when_the_workflow_loads(tmp_path):
+    output = load(tmp_path, {"patches": {"size": 96}})
+    assert "patches.size 96 is larger than finetune.input_size 80" in output
+    assert "set patches.size to at most 80" in output
+
+
+def test_imagenet_initialisation_of_an_architecture_without_imagenet_weights_is_refused_when_the_workflow_loads(tmp_path):
+    output = load(tmp_path, {"pretrain": {"arch": "resnet101", "init": "imagenet"}})
+    assert "pretrain.init is imagenet, but pretrain.arch 'resnet101' has no ImageNet weights here" in output
+    assert "or set pretrain.init: scratch" in output
+
+
+def test_the_workflows_imagenet_resnets_are_those_with_weights():
+    listed = re.search(r"IMAGENET_RESNETS = \(([^)]*)\)", (REPO / "workflow/rules/common.smk").read_text()).group(1)
+    assert {name.strip(' "') for name in listed.split(",") if name.strip()} == {arch for arch in IMAGENET_URLS if arch.startswith("resnet")}

@@ -12,19 +12,19 @@ from comcl.degrade.stage import degrade_index, proportion_name, run_degrade, sel
 from comcl.errors import DataError
 from comcl.index.build import build_index, run_index
 from comcl.io import read_table
-from tests.test_index import CHEST_FILES, EYEQ_LABELS_ONLY
+from tests.test_index import CHEST_FILES, EYEQ_LABELS_ONLY, VALIDATION
 
 
 @pytest.fixture(scope="module")
 def eyeq_index(synthetic_eyeq):
     root, _ = synthetic_eyeq
-    return build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="header", workers=1)
+    return build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="header", workers=1, **VALIDATION)
 
 
 @pytest.fixture(scope="module")
 def chest_index(synthetic_chest):
     root, _ = synthetic_chest
-    return build_index({**CHEST_FILES, "root": str(root)}, check="header", workers=1)
+    return build_index({**CHEST_FILES, "root": str(root)}, check="header", workers=1, **VALIDATION)
 
 
 def degrade(index, tmp_path, target, degrade_test=True, seed=3):
@@ -38,6 +38,7 @@ def test_targets_are_reached_exactly_and_labels_kept(fixture, target, request, t
     index = request.getfixturevalue(fixture)
     original = index[0]
     degraded = degrade(index, tmp_path, target)
+    assert set(degraded["split"]) == {"train", "val", "test"}
     for split, part in degraded.groupby("split"):
         assert (part["quality"] == "low").sum() == round(target * len(part))
     changed = degraded["degraded"]
@@ -53,11 +54,12 @@ def test_targets_are_reached_exactly_and_labels_kept(fixture, target, request, t
     assert "type" in params
 
 
-def test_test_split_can_be_left_alone(eyeq_index, tmp_path):
+def test_test_split_can_be_left_alone_and_validation_is_degraded_as_training(eyeq_index, tmp_path):
     degraded = degrade(eyeq_index, tmp_path, 1.0, degrade_test=False)
     test = degraded[degraded["split"] == "test"]
     assert not test["degraded"].any()
-    assert (degraded.loc[degraded["split"] == "train", "quality"] == "low").all()
+    assert (degraded.loc[degraded["split"].isin(["train", "val"]), "quality"] == "low").all()
+    assert degraded.loc[degraded["split"] == "val", "degraded"].any()
 
 
 def test_higher_proportions_extend_lower_ones_with_the_same_degradations(eyeq_index, tmp_path):
@@ -102,12 +104,15 @@ def test_an_unreadable_image_is_named(eyeq_index, tmp_path):
 
 def test_run_degrade_writes_a_complete_stage_output(synthetic_eyeq, tmp_path):
     root, _ = synthetic_eyeq
-    run_index("eyeq", {**EYEQ_LABELS_ONLY, "root": str(root)}, "header", 1, tmp_path / "index.parquet", tmp_path / "s.json")
+    run_index("eyeq", {**EYEQ_LABELS_ONLY, "root": str(root)}, "header", 1, **VALIDATION, table=tmp_path / "index.parquet",
+              summary=tmp_path / "s.json")
     out = tmp_path / proportion_name(0.7)
     run_degrade(tmp_path / "index.parquet", 0.7, True, 5, out / "index.parquet", out / "images", out / "summary.json", 1)
     frame, meta = read_table(out / "index.parquet")
     assert meta["proportion"] == "lq70" and meta["target_low_quality_share"] == 0.7
     assert all(Path(p).is_file() for p in frame["path"])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["splits"]["train"]["low_quality_share"] == pytest.approx(round(0.7 * 12) / 12, abs=1e-4)
+    for split in ("train", "val", "test"):
+        n = summary["splits"][split]["images"]
+        assert summary["splits"][split]["low_quality_share"] >= round(0.7 * n) / n - 1e-4
     assert not list(out.glob(".*part*"))

@@ -1,4 +1,5 @@
-"""The lesion detector: boxes from masks and box lists, COCO files, MMDetection training and inference."""
+"""The lesion detector: boxes from masks and box lists (never on an evaluation image), COCO files, MMDetection
+training and inference."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from comcl.detector.annotations import lesion_annotations, mask_boxes, write_les
 from comcl.detector.detect import detect, load_detector
 from comcl.detector.train import train_detector
 from comcl.errors import DataError
-from comcl.io import save_image
+from comcl.io import save_image, write_table
 from tests.conftest import REPO
 
 SMALL_MODEL = REPO / "config/detector/faster_rcnn_r18_fpn_small.py"
@@ -53,7 +54,8 @@ def test_idrid_masks_become_coco_boxes_and_absent_masks_mean_no_boxes(tmp_path):
     ma[2, 3] = ma[10:12, 20:22] = True
     he[5:9, 5:15] = True
     _idrid_tree(tmp_path, {("train", 1, "MA"): ma, ("train", 1, "HE"): he, ("test", 2, "HE"): he})
-    splits, summary = lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=2, test_share=0.2, seed=0)
+    source = {"format": "idrid", "root": str(tmp_path)}
+    splits, summary = lesion_annotations(source, min_area=2, test_share=0.2, seed=0, held_out={})
     train = splits["train"]
     assert [c["name"] for c in train["categories"]] == ["MA", "HE", "EX", "SE"]
     assert train["images"] == [{"id": 1, "file_name": str(idrid.image_path(tmp_path, "train", 1)), "width": 30, "height": 20}]
@@ -66,18 +68,18 @@ def test_idrid_mask_of_the_wrong_size_is_refused(tmp_path):
     he = np.ones((10, 10), bool)
     _idrid_tree(tmp_path, {("train", 1, "HE"): he, ("test", 2, "HE"): np.ones((20, 30), bool)})
     with pytest.raises(DataError, match=r"IDRiD_01_HE.tif.*mask is 10x10 but its image is 30x20"):
-        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0)
+        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0, held_out={})
 
 
 def test_a_split_without_boxes_is_refused(tmp_path):
     _idrid_tree(tmp_path, {("train", 1, "HE"): np.ones((20, 30), bool)})
     with pytest.raises(DataError, match="no lesion boxes in the test split"):
-        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0)
+        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0, held_out={})
 
 
 def test_a_missing_idrid_folder_names_what_to_extract(tmp_path):
     with pytest.raises(DataError, match="A. Segmentation"):
-        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0)
+        lesion_annotations({"format": "idrid", "root": str(tmp_path)}, min_area=1, test_share=0.2, seed=0, held_out={})
 
 
 def _nih_source(root: Path) -> dict:
@@ -87,7 +89,7 @@ def _nih_source(root: Path) -> dict:
 def test_nih_boxes_split_patient_wise_with_every_box_kept(synthetic_chest):
     root, _ = synthetic_chest
     listed = nih.read_bbox_list(root / nih.BBOX_FILE)
-    splits, summary = lesion_annotations(_nih_source(root), min_area=1, test_share=0.3, seed=3)
+    splits, summary = lesion_annotations(_nih_source(root), min_area=1, test_share=0.3, seed=3, held_out={})
     assert [c["name"] for c in splits["train"]["categories"]] == list(nih.TASK_FINDINGS)
     assert sum(len(s["annotations"]) for s in splits.values()) == len(listed)
     entry = nih.read_data_entry(root / nih.DATA_ENTRY_FILE).set_index("Image Index")
@@ -100,13 +102,52 @@ def test_nih_boxes_split_patient_wise_with_every_box_kept(synthetic_chest):
     assert [first["x"], first["y"], first["w"], first["h"]] in bboxes
 
 
+def _held_out_names(listed: pd.DataFrame, entry: pd.DataFrame) -> dict[str, set[str]]:
+    """Image ids of a made-up diagnosis index's evaluation splits: the box images of the first patient in val,
+    those of the second and third in test."""
+    patients = entry.loc[listed["image"].drop_duplicates(), "Patient ID"]
+    order = sorted(patients.unique())
+    names = {split: set(patients[patients.isin(chosen)].index.str.removesuffix(".png")) for split, chosen in
+             (("val", order[:1]), ("test", order[1:3]))}
+    assert all(names.values())
+    return names
+
+
+def test_no_image_of_the_evaluation_splits_reaches_the_detector(synthetic_chest, tmp_path):
+    root, _ = synthetic_chest
+    listed = nih.read_bbox_list(root / nih.BBOX_FILE)
+    entry = nih.read_data_entry(root / nih.DATA_ENTRY_FILE).set_index("Image Index")
+    held_out = _held_out_names(listed, entry)
+    rows = [{"image_id": name, "split": split} for split, names in held_out.items() for name in names]
+    write_table(tmp_path / "index.parquet", pd.DataFrame([*rows, {"image_id": "elsewhere", "split": "train"}]), {})
+    files = {name: tmp_path / f"{name}.json" for name in ("train", "test", "summary")}
+    summary = write_lesion_annotations(_nih_source(root), 1, 0.3, 3, tmp_path / "index.parquet", *files.values())
+    cocos = [json.loads(files[name].read_text()) for name in ("train", "test")]
+    used = {Path(image["file_name"]).stem for coco in cocos for image in coco["images"]}
+    assert used and not used & (held_out["val"] | held_out["test"])
+    assert used | held_out["val"] | held_out["test"] == set(listed["image"].str.removesuffix(".png"))
+    assert summary["excluded_evaluation_images"] == {split: len(names) for split, names in held_out.items()}
+    assert json.loads(files["summary"].read_text()) == json.loads(json.dumps(summary))
+
+
+def test_the_guard_holds_for_idrid_trees_too(tmp_path):
+    he = np.zeros((20, 30), bool)
+    he[5:9, 5:15] = True
+    _idrid_tree(tmp_path, {("train", 1, "HE"): he, ("test", 2, "HE"): he})
+    source = {"format": "idrid", "root": str(tmp_path)}
+    with pytest.raises(DataError, match=r"no lesion boxes in the train split \(0 images; 1 images of the dataset's evaluation"):
+        lesion_annotations(source, min_area=1, test_share=0.2, seed=0, held_out={"test": {"IDRiD_01"}})
+
+
 @pytest.fixture(scope="module")
 def tiny_detector(synthetic_idrid, tmp_path_factory):
     """A detector trained for a few iterations on the tiny synthetic IDRiD set."""
     root, _ = synthetic_idrid
     out = tmp_path_factory.mktemp("detector")
     source = {"format": "idrid", "root": str(root)}
-    write_lesion_annotations(source, 1, 0.2, 0, out / "train.json", out / "test.json", out / "summary.json")
+    write_table(out / "index.parquet", pd.DataFrame({"image_id": ["10009_left"], "split": ["test"]}), {})  # an EyeQ image
+    files = [out / f"{name}.json" for name in ("train", "test", "summary")]
+    write_lesion_annotations(source, 1, 0.2, 0, out / "index.parquet", *files)
     outputs = {name: out / name for name in ("model.pth", "metrics.json", "log.csv", "curves.png")}
     annotations = {"train": out / "train.json", "test": out / "test.json"}
     train_detector(SMALL_MODEL, annotations, TINY_TRAINING, out / "work", *outputs.values(), threads=2)

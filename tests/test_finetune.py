@@ -24,7 +24,6 @@ PARAMS = dict(
     batch_size=4,
     lr=1e-3,
     weight_decay=0.0,
-    val_share=0.25,
     balanced=True,
     threshold=0.5,
     workers=0,
@@ -36,7 +35,7 @@ FINDINGS = ["Atelectasis", "Effusion"]
 
 
 def tiny_index(root: Path, task: str) -> Path:
-    """12 train and 6 test images whose brightness follows the label, so a classifier can learn something."""
+    """9 train, 3 val and 6 test images whose brightness follows the label, so a classifier can learn something."""
     rng = np.random.default_rng(1)
     rows = []
     for i in range(18):
@@ -46,7 +45,8 @@ def tiny_index(root: Path, task: str) -> Path:
         image = np.clip(rng.normal(value, 10, (40, 40) if grey else (40, 40, 3)), 0, 255).astype(np.uint8)
         path = root / f"{i}.png"
         save_image(path, image)
-        row = {"image_id": str(i), "path": str(path), "split": "train" if i < 12 else "test", "patient_id": str(i // 2)}
+        split = "train" if i < 9 else "val" if i < 12 else "test"
+        row = {"image_id": str(i), "path": str(path), "split": split, "patient_id": str(i)}
         row |= {"dr_grade": label} if task == "grading" else {FINDINGS[0]: bool(label), FINDINGS[1]: bool(i % 3 == 0)}
         rows.append(row)
     if task == "grading":
@@ -66,7 +66,7 @@ def run(index: Path, folder: Path, init: str = "scratch", encoder: Path | None =
 @pytest.mark.parametrize("task", ["grading", "multilabel"])
 def test_fine_tuning_writes_test_metrics_without_nan(task, tmp_path):
     result = run(tiny_index(tmp_path, task), tmp_path)
-    assert result["sizes"]["test"] == 6 and result["best_epoch"] in (1, 2)
+    assert result["sizes"] == {"train": 9, "val": 3, "test": 6} and result["best_epoch"] in (1, 2)
     text = (tmp_path / "metrics.json").read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
@@ -74,6 +74,14 @@ def test_fine_tuning_writes_test_metrics_without_nan(task, tmp_path):
     if task == "grading":
         assert np.allclose(predictions.drop(columns="image_id").sum(axis=1), 1, atol=1e-5)
     assert len(pd.read_csv(tmp_path / "log.csv")) == 2
+
+
+def test_an_index_without_a_validation_split_is_refused(tmp_path):
+    index = tiny_index(tmp_path, "grading")
+    frame, meta = read_table(index)
+    write_table(index, frame.replace({"split": {"val": "train"}}), meta)
+    with pytest.raises(DataError, match=r"needs a train, a val and a test split(.|\n)*index.val_share"):
+        run(index, tmp_path)
 
 
 def test_the_saved_classifier_gives_the_test_predictions(tmp_path):

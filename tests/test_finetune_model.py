@@ -1,4 +1,4 @@
-"""Fine-tuning's parts: classifier initialisation (encoder, ImageNet, scratch), the validation split, the image dataset."""
+"""Fine-tuning's parts: classifier initialisation (encoder, ImageNet, scratch), the image dataset."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ import torch
 import torchvision
 
 from comcl.errors import DataError
-from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
-from comcl.finetune.model import ARCHITECTURES, IMAGENET_URLS, build_classifier
+from comcl.finetune.data import ImageDataset, class_balanced_weights
+from comcl.finetune.model import ARCHITECTURES, build_classifier
 from comcl.io import read_table, save_image, write_table
 from comcl.pretrain.augment import build_augmentation
 from comcl.pretrain.model import ContrastiveModel
-from comcl.weights import cache_path
+from comcl.weights import IMAGENET_URLS, cache_path
 
 
 def save_encoder(path: Path, arch: str) -> dict[str, torch.Tensor]:
@@ -136,26 +136,6 @@ def test_every_architecture_gives_one_output_per_class(arch):
 def test_inputs_below_inception_minimum_are_refused():
     with pytest.raises(ValueError, match="at least 75"):
         build_classifier("inception_v3", 5, "scratch", input_size=74)
-
-
-def test_the_validation_split_keeps_each_patient_on_one_side_and_repeats():
-    frame = pd.DataFrame({"image_id": [str(i) for i in range(40)], "patient_id": [f"p{i // 3}" for i in range(40)]})
-    held_out = validation_split(frame, 0.25, seed=3, by="patient_id")
-    assert held_out.index.equals(frame.index) and held_out.dtype == bool
-    assert not set(frame.patient_id[held_out]) & set(frame.patient_id[~held_out])
-    assert frame.patient_id[held_out].nunique() == round(0.25 * 14)
-    assert held_out.equals(validation_split(frame, 0.25, seed=3, by="patient_id"))
-    shuffled = frame.sample(frac=1, random_state=0)
-    assert validation_split(shuffled, 0.25, seed=3, by="patient_id").sort_index().equals(held_out)
-    assert not held_out.equals(validation_split(frame, 0.25, seed=4, by="patient_id"))
-
-
-def test_the_validation_split_by_image_holds_out_at_least_one_and_keeps_one():
-    frame = pd.DataFrame({"image_id": ["a", "b", "c"]})
-    assert validation_split(frame, 0.01, seed=0, by=None).sum() == 1
-    assert validation_split(frame, 0.9, seed=0, by=None).sum() == 2
-    assert validation_split(frame, 0.0, seed=0, by=None).sum() == 0
-    assert validation_split(frame.iloc[:1], 0.5, seed=0, by=None).sum() == 0
 
 
 def tiny_index(root: Path, task: str) -> Path:

@@ -1,4 +1,5 @@
-"""The indexing stage on the real label files and on the synthetic datasets."""
+"""The indexing stage on the real label files and on the synthetic datasets: levels, the patient-wise
+validation split, and the boxed chest images that leave the test split."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from comcl.datasets import chestxray14 as nih
 from comcl.datasets.chestxray14 import TASK_FINDINGS
 from comcl.index.build import assign_levels, build_index, run_index, summarize
 from comcl.io import read_table
@@ -18,6 +20,8 @@ EYEQ_LABELS_ONLY = {"format": "eyeq", "labels": {"train": "Label_EyeQ_train.csv"
 CHEST_FILES = {"format": "chestxray14", "data_entry": "Data_Entry_2017.csv", "bbox_list": "BBox_List_2017.csv",
                "split_lists": {"train": "train_val_list.txt", "test": "test_list.txt"}, "images": "images",
                "quality_csv": None, "low_quality_share": 0.432, "other_findings": "negative"}
+# The validation split of the tests: a quarter of the training patients.
+VALIDATION = {"val_share": 0.25, "seed": 0}
 
 
 def test_levels_follow_lesion_and_quality():
@@ -27,7 +31,8 @@ def test_levels_follow_lesion_and_quality():
 
 
 def test_real_eyeq_labels_reproduce_the_published_counts(shared_data):
-    frame, meta = build_index({**EYEQ_LABELS_ONLY, "root": str(shared_data / "eyeq")}, check="none", workers=1)
+    frame, meta = build_index({**EYEQ_LABELS_ONLY, "root": str(shared_data / "eyeq")}, "none", 1, val_share=0.1, seed=0)
+    frame = frame.replace({"split": {"val": "train"}})  # the published counts are of the official splits
     summary = summarize(frame, meta)
     train, test = summary["splits"]["train"], summary["splits"]["test"]
     # EyeQ (Fu et al. 2019): train 12,543 = 8,347 Good + 1,876 Usable + 2,320 Reject; test 16,249 =
@@ -45,15 +50,43 @@ def test_real_eyeq_labels_reproduce_the_published_counts(shared_data):
     assert frame["width"].isna().all(), "labels-only mode reads no image"
 
 
+def test_the_validation_split_takes_whole_patients_of_the_real_eyeq_train_split(shared_data):
+    frame, meta = build_index({**EYEQ_LABELS_ONLY, "root": str(shared_data / "eyeq")}, "none", 1, val_share=0.1, seed=0)
+    official = frame["split"].replace({"val": "train"})
+    assert (frame.loc[official == "test", "split"] == "test").all(), "validation comes from the train split only"
+    train_patients = frame.loc[official == "train", "patient_id"].nunique()
+    sides = frame[official == "train"].groupby("patient_id")["split"].nunique()
+    assert (sides == 1).all(), "both eyes of a patient on one side"
+    assert frame.loc[frame["split"] == "val", "patient_id"].nunique() == round(0.1 * train_patients)
+    assert frame["image_id"].str.replace(r"_(left|right)$", "", regex=True).equals(frame["patient_id"])
+    assert (meta["val_share"], meta["val_seed"]) == (0.1, 0)
+    summary = summarize(frame, meta)
+    assert summary["splits"]["val"]["patients"] == round(0.1 * train_patients)
+    assert sum(summary["splits"][split]["images"] for split in ("train", "val")) == 12543
+
+
+def test_the_validation_split_does_not_depend_on_row_order_and_follows_the_seed(shared_data, tmp_path):
+    labels = pd.read_csv(shared_data / "eyeq" / "Label_EyeQ_train.csv", index_col=0)
+    labels.sample(frac=1, random_state=1).reset_index(drop=True).to_csv(tmp_path / "Label_EyeQ_train.csv")
+    shutil.copy(shared_data / "eyeq" / "Label_EyeQ_test.csv", tmp_path)
+
+    def validation(root, seed):
+        frame, _ = build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="none", workers=1, val_share=0.1, seed=seed)
+        return set(frame.loc[frame["split"] == "val", "image_id"])
+
+    assert validation(tmp_path, 0) == validation(shared_data / "eyeq", 0)
+    assert validation(tmp_path, 1) != validation(tmp_path, 0)
+
+
 def test_exists_mode_checks_files_without_reading_them(synthetic_eyeq):
     root, truth = synthetic_eyeq
-    frame, _ = build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="exists", workers=1)
+    frame, _ = build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="exists", workers=1, **VALIDATION)
     assert len(frame) == len(truth) and frame["width"].isna().all()
 
 
 def test_synthetic_eyeq_index_matches_the_generator(synthetic_eyeq):
     root, truth = synthetic_eyeq
-    frame, meta = build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="decode", workers=1)
+    frame, meta = build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="decode", workers=1, **VALIDATION)
     assert meta["task"] == "grading" and meta["label_columns"] == ["dr_grade"]
     merged = frame.merge(truth, left_on=frame["image_id"] + ".jpeg", right_on="image")
     assert len(merged) == len(truth)
@@ -71,25 +104,47 @@ def test_real_chest_data_entry_indexes_with_a_quality_file(shared_data, tmp_path
     (tmp_path / "train_val_list.txt").write_text("\n".join(names[:12]) + "\n")
     (tmp_path / "test_list.txt").write_text("\n".join(names[12:]) + "\n")
     pd.DataFrame({"Image Index": names, "quality": ["high", "low"] * 8}).to_csv(tmp_path / "quality.csv", index=False)
-    frame, meta = build_index({**CHEST_FILES, "root": str(tmp_path), "quality_csv": "quality.csv"}, check="none", workers=1)
+    section = {**CHEST_FILES, "root": str(tmp_path), "quality_csv": "quality.csv"}
+    frame, meta = build_index(section, check="none", workers=1, **VALIDATION)
     assert meta["boxes"] == 5 and meta["task"] == "multilabel"
-    assert len(frame) == 16 and frame["split"].value_counts().to_dict() == {"train": 12, "test": 4}
+    # Two of the four test images (00013911_000, 00022084_000) are in the box list: they leave the test split.
+    assert meta["boxed_test_images_removed"] == 2
+    assert len(frame) == 14 and frame["split"].value_counts().to_dict() == {"train": 9, "val": 3, "test": 2}
     counts = frame[list(TASK_FINDINGS)].sum().to_dict()
-    assert counts == {"Atelectasis": 1, "Cardiomegaly": 2, "Effusion": 2, "Infiltration": 1, "Mass": 2,
-                      "Nodule": 2, "Pneumonia": 2, "Pneumothorax": 1}
+    assert counts == {"Atelectasis": 1, "Cardiomegaly": 2, "Effusion": 1, "Infiltration": 1, "Mass": 1,
+                      "Nodule": 1, "Pneumonia": 1, "Pneumothorax": 1}
     emphysema = frame.set_index("image_id").loc["00000353_000"]
     assert not emphysema["lesion"] and emphysema["level"] == "H"
     excluded, _ = build_index({**CHEST_FILES, "root": str(tmp_path), "quality_csv": "quality.csv",
-                               "other_findings": "exclude"}, check="none", workers=1)
-    assert "00000353_000" not in set(excluded["image_id"]) and len(excluded) == 15
+                               "other_findings": "exclude"}, check="none", workers=1, **VALIDATION)
+    assert "00000353_000" not in set(excluded["image_id"]) and len(excluded) == 13
+
+
+def test_boxed_test_images_leave_the_chest_index_and_are_counted(synthetic_chest, tmp_path):
+    root, truth = synthetic_chest
+    boxed = set(nih.read_bbox_list(root / nih.BBOX_FILE)["image"].str.removesuffix(".png"))
+    official = truth.assign(image_id=truth["image"].str.removesuffix(".png")).set_index("image_id")["split"]
+    boxed_test = {image for image in boxed if official[image] == "test"}
+    assert boxed_test and boxed - boxed_test, "the tiny set has boxed images in both official splits"
+    run_index("chestxray14", {**CHEST_FILES, "root": str(root)}, "header", 1, **VALIDATION, table=tmp_path / "index.parquet",
+              summary=tmp_path / "summary.json")
+    frame, meta = read_table(tmp_path / "index.parquet")
+    assert not boxed_test & set(frame["image_id"])
+    assert boxed - boxed_test <= set(frame["image_id"]), "boxed training images stay (in train or val)"
+    assert len(frame) == len(truth) - len(boxed_test)
+    assert (frame.loc[frame["split"] == "test", "image_id"].map(official) == "test").all()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert meta["boxed_test_images_removed"] == summary["boxed_test_images_removed"] == len(boxed_test)
+    assert summary["splits"]["test"]["images"] == (official == "test").sum() - len(boxed_test)
+    assert frame.loc[frame["split"] == "test", "lesion"].any(), "diseased test images remain"
 
 
 def test_chest_quality_score_finds_the_degraded_images(synthetic_chest):
     root, truth = synthetic_chest
-    frame, _ = build_index({**CHEST_FILES, "root": str(root)}, check="header", workers=1)
+    frame, _ = build_index({**CHEST_FILES, "root": str(root)}, check="header", workers=1, **VALIDATION)
     merged = frame.merge(truth, left_on=frame["image_id"] + ".png", right_on="image", suffixes=("", "_truth"))
     degraded = merged["degradation_truth"].notna().to_numpy()
-    assert (merged["quality"] == "low").sum() == round(0.432 * len(merged))
+    assert (merged["quality"] == "low").sum() == round(0.432 * len(frame))
     # Rank-based AUROC of the score separating degraded from clean images.
     ranks = merged["quality_score"].rank().to_numpy()
     n_pos, n_neg = (~degraded).sum(), degraded.sum()
@@ -101,14 +156,19 @@ def test_chest_quality_score_finds_the_degraded_images(synthetic_chest):
 
 def test_run_index_writes_the_table_and_summary(synthetic_eyeq, tmp_path):
     root, truth = synthetic_eyeq
-    run_index("eyeq", {**EYEQ_LABELS_ONLY, "root": str(root)}, "header", 1, tmp_path / "index.parquet", tmp_path / "summary.json")
+    run_index("eyeq", {**EYEQ_LABELS_ONLY, "root": str(root)}, "header", 1, **VALIDATION, table=tmp_path / "index.parquet",
+              summary=tmp_path / "summary.json")
     frame, meta = read_table(tmp_path / "index.parquet")
     assert meta == {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "task": "grading",
-                    "label_columns": ["dr_grade"], "num_classes": 5}
+                    "label_columns": ["dr_grade"], "num_classes": 5, "val_share": 0.25, "val_seed": 0}
     assert list(frame.columns[:5]) == ["image_id", "path", "split", "patient_id", "dr_grade"]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["splits"]["train"]["images"] == 12
-    assert summary["splits"]["train"]["low_quality_share"] == pytest.approx(4 / 12, abs=1e-4)
+    # 12 training images of 6 patients (both eyes each): round(0.25 * 6) = 2 patients, 4 images, to validation.
+    assert list(summary["splits"]) == ["train", "val", "test"]
+    assert (summary["splits"]["train"]["images"], summary["splits"]["val"]["images"]) == (8, 4)
+    assert summary["splits"]["val"]["patients"] == 2
+    train = frame[frame["split"] == "train"]
+    assert summary["splits"]["train"]["low_quality_share"] == pytest.approx((train["quality"] == "low").mean(), abs=1e-4)
     levels = frame.groupby("split")["level"].value_counts()
     assert summary["splits"]["test"]["levels"] == {lv: int(levels.get(("test", lv), 0)) for lv in ("L", "L~", "H", "H~")}
     assert np.isin(frame["level"], ["L", "L~", "H", "H~"]).all()

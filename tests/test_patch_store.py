@@ -27,7 +27,7 @@ from comcl.patches.store import (
 SIZE = 24
 COLUMNS = [
     "patch_id", "image_id", "split", "level", "x0", "y0", "x1", "y1",
-    "box_x1", "box_y1", "box_x2", "box_y2", "score", "label", "box_exceeds_window", "pixels",
+    "box_x1", "box_y1", "box_x2", "box_y2", "score", "label", "box_exceeds_patch", "pixels",
 ]  # fmt: skip
 
 
@@ -51,7 +51,7 @@ def make_rows(n: int, channels: int, seed: int = 0) -> list[PatchRow]:
                 box=(x0 + 2.5, y0 + 3.25, x0 + 10.0, y0 + 20.125) if lesion else None,
                 score=float(rng.random()) if lesion else None,
                 label=("MA", "HE", "EX")[i % 3] if lesion else None,
-                box_exceeds_window=lesion and i % 3 == 0,
+                box_exceeds_patch=lesion and i % 3 == 0,
                 pixels=pixels,
             )
         )
@@ -95,7 +95,7 @@ def test_round_trip_keeps_every_column(tmp_path: Path, channels: int) -> None:
     assert list(dataset.index.columns) == COLUMNS[:-1] == list(INDEX_COLUMNS)
     index = dataset.index
     assert index["patch_id"].tolist() == list(range(30))
-    for column in ("image_id", "split", "level", "box_exceeds_window"):
+    for column in ("image_id", "split", "level", "box_exceeds_patch"):
         assert index[column].tolist() == [getattr(row, column) for row in rows]
     assert index[["x0", "y0", "x1", "y1"]].to_numpy().tolist() == [list(row.window) for row in rows]
     assert (index[["x0", "y0", "x1", "y1"]].dtypes == np.int32).all() and index["score"].dtype == np.float64

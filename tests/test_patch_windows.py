@@ -1,4 +1,4 @@
-"""Patch windows: lesion boxes expanded to fixed windows, random field-of-view windows, duplicate merging."""
+"""Patch windows: lesion boxes expanded to square windows, random field-of-view windows, duplicate merging."""
 
 from __future__ import annotations
 
@@ -51,18 +51,23 @@ def test_expand_box_shifts_the_window_inside_at_borders_and_corners(
     assert not exceeds
 
 
-def test_box_larger_than_the_window_is_flagged_and_the_window_stays_on_its_centre() -> None:
+def test_a_box_larger_than_the_patch_gets_a_square_window_that_holds_it() -> None:
+    # The window is as wide as the box's longer side, centred on the box and shifted inside the image:
+    # the patch stage resizes it to the patch size, so the patch shows the whole lesion, not its centre.
     wide = (50.0, 60.0, 350.0, 100.0)
     window, exceeds = expand_box(wide, WIDTH, HEIGHT, SIZE)
-    assert exceeds and window == (168, 48, 232, 112)
+    assert exceeds and window == (50, 0, 350, 300) and _contains(window, wide)
     tall = (300.0, 20.0, 310.0, 380.0)
     window, exceeds = expand_box(tall, WIDTH, HEIGHT, SIZE)
-    assert exceeds and window == (273, 168, 337, 232)
-    # Centred on the box, then shifted inside: the centre of a wide box at the top is kept in x only.
+    assert exceeds and window == (125, 20, 485, 380) and _contains(window, tall)
+    # A fraction of a pixel more than the patch makes a window one pixel wider.
+    window, exceeds = expand_box((10.0, 10.0, 74.5, 20.0), WIDTH, HEIGHT, SIZE)
+    assert exceeds and window == (10, 0, 75, 65)
+    # No window is larger than the image's shorter side: a box wider than that is clipped to it.
     window, exceeds = expand_box((0.0, 0.0, 480.0, 30.0), WIDTH, HEIGHT, SIZE)
-    assert exceeds and window == (208, 0, 272, 64) and _inside(window)
+    assert exceeds and window == (40, 0, 440, 400)
     # A box exactly as wide as the window is not larger than it.
-    assert not expand_box((10.0, 10.0, 74.0, 20.0), WIDTH, HEIGHT, SIZE)[1]
+    assert expand_box((10.0, 10.0, 74.0, 20.0), WIDTH, HEIGHT, SIZE) == ((10, 0, 74, 64), False)
 
 
 @pytest.mark.parametrize(("width", "height"), [(63, 400), (500, 50), (10, 10)])

@@ -366,3 +366,11 @@ def test_without_results_the_tables_show_the_layout(tmp_path: Path) -> None:
     assert (
         tmp_path / "tables" / "per_class_chestxray14.csv"
     ).read_text() == "version,method,label,kappa,accuracy,auroc,support\n"
+
+
+def test_the_note_says_how_many_boxed_images_left_the_test_split(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"boxed_test_images_removed": 24}))
+    runs = [_run(tmp_path, "eyeq", "original", "resnet50", 0, kappa=0.4, accuracy=0.5, init="imagenet")]
+    write_tables(runs, {}, CONTEXT, tmp_path / "tables", indexes={"eyeq": summary})
+    assert "24 test images of its box list left the test split" in (tmp_path / "tables" / "table1.md").read_text()

@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 from snakemake.utils import validate
 
+from comcl.datasets import chestxray14 as nih
 from comcl.download import md5sum
 from comcl.io import read_table
 from comcl.patches.store import PatchDataset
@@ -40,7 +41,7 @@ def test_the_default_target_builds_datasets_sheets_indexes_detectors_and_patch_s
     eyeq, meta = read_table(workdir / "out/eyeq/original/index.parquet")
     assert len(eyeq) == 14 and meta["dataset"] == "eyeq"
     chest, meta = read_table(workdir / "out/chestxray14/original/index.parquet")
-    assert meta["task"] == "multilabel" and set(chest["split"]) == {"train", "test"}
+    assert meta["task"] == "multilabel" and set(chest["split"]) == {"train", "val", "test"}
     assert chest["path"].map(lambda p: (workdir / p).is_file()).all()
     for dataset in ("eyeq", "chestxray14"):
         assert (workdir / f"out/figures/degradations_{dataset}.png").stat().st_size > 10_000
@@ -58,8 +59,9 @@ def test_the_default_target_builds_datasets_sheets_indexes_detectors_and_patch_s
             summary = json.loads((workdir / f"out/{dataset}/{version}/patches.json").read_text())
             assert len(store) == summary["patches"] > 0
             healthy = index[index["level"].isin(["H", "H~"])]
-            assert set(healthy["image_id"]) <= set(store.index["image_id"])  # 96 px images: always room for 32 px windows
-            assert store[0].shape == (32, 32, 3 if dataset == "eyeq" else 1)
+            assert set(healthy["image_id"]) <= set(store.index["image_id"])  # 64 px images: always room for 16 px windows
+            assert store[0].shape == (16, 16, 3 if dataset == "eyeq" else 1)
+            assert store.metadata["image_size"] == summary["image_size"] == TINY["finetune"]["input_size"]
             for kind in ("windows", "mosaic"):
                 assert (workdir / f"out/figures/patch_{kind}_{dataset}_{version}.png").stat().st_size > 10_000
         encoder = torch.load(workdir / f"out/{dataset}/original/pretrain/basic_cl/encoder.pt", weights_only=True)
@@ -67,6 +69,50 @@ def test_the_default_target_builds_datasets_sheets_indexes_detectors_and_patch_s
         assert (workdir / f"out/figures/pretrain_{dataset}_original_basic_cl.png").stat().st_size > 10_000
         metrics = json.loads((workdir / f"out/{dataset}/original/finetune/basic_cl/seed0/metrics.json").read_text())
         assert metrics["init"].startswith("encoder") and metrics["task"] == ("grading" if dataset == "eyeq" else "multilabel")
+
+
+def detector_images(annotations: Path) -> set[str]:
+    """The image ids (file names without extension) of a detector's COCO train and test files."""
+    files = [json.loads((annotations / f"{split}.json").read_text()) for split in ("train", "test")]
+    return {Path(image["file_name"]).stem for coco in files for image in coco["images"]}
+
+
+@pytest.mark.workflow
+def test_no_evaluation_image_reaches_the_detector_the_patch_levels_or_pretraining(workdir):
+    for dataset in ("eyeq", "chestxray14"):
+        index, _ = read_table(workdir / f"out/{dataset}/original/index.parquet")
+        val = set(index.loc[index["split"] == "val", "image_id"])
+        held_out = val | set(index.loc[index["split"] == "test", "image_id"])
+        assert val and held_out - val
+        annotations = workdir / f"out/{dataset}/detector/annotations"
+        assert detector_images(annotations) and not detector_images(annotations) & held_out
+        assert set(json.loads((annotations / "summary.json").read_text())["excluded_evaluation_images"]) == {"val", "test"}
+        for version in ("original", "lq70", "lq100"):
+            store = PatchDataset(workdir / f"out/{dataset}/{version}/patches.parquet").index
+            assert not set(store.loc[store["split"] == "train", "image_id"]) & held_out
+            assert (store.loc[store["image_id"].isin(val), "split"] == "val").all()
+        # Pretraining reads the train split (pretrain.split): every training image or patch, and nothing else.
+        store = PatchDataset(workdir / f"out/{dataset}/original/patches.parquet").index
+        pretrained = {name: json.loads((workdir / f"out/{dataset}/original/pretrain/{name}/summary.json").read_text())["groups"]
+                      for name in ("basic_cl", "comcl")}
+        assert pretrained["basic_cl"] == {"image": int((index["split"] == "train").sum())}
+        train_patches = store.loc[store["split"] == "train", "level"].value_counts()
+        assert pretrained["comcl"] == {level: int(train_patches[level]) for level in pretrained["comcl"]}
+
+
+@pytest.mark.workflow
+def test_the_boxed_chest_test_images_left_the_index_for_the_detector(workdir):
+    index, meta = read_table(workdir / "out/chestxray14/original/index.parquet")
+    summary = json.loads((workdir / "out/chestxray14/original/summary.json").read_text())
+    root = workdir / "out/synthetic/chestxray14"
+    boxed = set(nih.read_bbox_list(root / nih.BBOX_FILE)["image"].str.removesuffix(".png"))
+    listed_test = set(nih.read_split_list(root / nih.SPLIT_FILES["test"]))
+    removed = {name.removesuffix(".png") for name in listed_test} & boxed
+    assert removed and meta["boxed_test_images_removed"] == summary["boxed_test_images_removed"] == len(removed)
+    assert not removed & set(index["image_id"])
+    annotations = workdir / "out/chestxray14/detector/annotations"
+    assert removed <= detector_images(annotations), "they train the detector"
+    assert index.loc[index["split"] == "test", "lesion"].any(), "the test split keeps diseased images (Grad-CAM needs them)"
 
 
 @pytest.mark.workflow
@@ -100,11 +146,12 @@ def test_nothing_reruns_when_nothing_changed(workdir):
 @pytest.mark.workflow
 def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(workdir):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
-    config["index"] = {"check_images": "decode"}
+    config["index"]["check_images"] = "decode"
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    # The detector's boxes wait for the index: its val and test images never train the detector.
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "index": 2, "degrade": 4, "degradation_gallery": 2, "detect": 6, "patches": 6, "patch_figures": 6, "pretrain": 4, "finetune": 4,
-        **REPORT, "all": 1,
+        "index": 2, "degrade": 4, "degradation_gallery": 2, "lesion_annotations": 2, "train_detector": 2, "detect": 6,
+        "patches": 6, "patch_figures": 6, "pretrain": 4, "finetune": 4, **REPORT, "all": 1,
     }
     before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
     snakemake(workdir)
@@ -212,6 +259,7 @@ def test_with_the_data_present_the_paper_configuration_plans_every_stage_and_run
     eyeq_labels = {split: {"md5": md5sum(data / f"eyeq/Label_EyeQ_{split}.csv")} for split in ("train", "test")}
     overlay = {
         "results": "paper_out",
+        "index": {"val_share": 0.25},  # the tiny EyeQ set has 4 training patients: the paper's 0.1 of them is none
         "datasets": {
             "eyeq": {"format": "eyeq", "root": str(data / "eyeq"), "download": {"labels": eyeq_labels}},
             "chestxray14": {"format": "chestxray14", "root": str(data / "chestxray14"), "data_entry": "Data_Entry_2017.csv"},
@@ -238,7 +286,8 @@ def test_with_the_data_present_the_paper_configuration_plans_every_stage_and_run
     assert len(eyeq) == 14 and eyeq["path"].str.contains("paper_out/eyeq/preprocessed/images").all()
     assert Image.open(workdir / eyeq["path"].iloc[0]).size == (800, 800)
     fetched = json.loads((workdir / "paper_out/chestxray14/source.json").read_text())
-    assert fetched["images"]["labelled"] == fetched["data_entry"]["rows"] == len(read_table(workdir / "paper_out/chestxray14/original/index.parquet")[0])
+    chest, meta = read_table(workdir / "paper_out/chestxray14/original/index.parquet")
+    assert fetched["images"]["labelled"] == fetched["data_entry"]["rows"] == len(chest) + meta["boxed_test_images_removed"]
     assert json.loads((workdir / "paper_out/eyeq/detector/source.json").read_text())["train"]["images"] == 2
 
 

@@ -12,6 +12,8 @@ from snakemake.logging import logger
 # --use-conda, not the jobs' one): they need only the standard library, from the repository itself.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from comcl.datasets.sources import describe, needs
+from comcl.index.validation import validation_problem
+from comcl.synth.patients import chest_test_patients, eyeq_patients
 
 RESULTS = config["results"]
 DATASETS = list(config["datasets"])
@@ -160,10 +162,28 @@ wildcard_constraints:
 
 
 def finetune_setup(wildcards):
-    """Architecture and initialisation of a fine-tuning: a baseline from ImageNet, or a pretrained encoder."""
+    """Architecture and initialisation of a fine-tuning: a pretrained encoder, or a baseline from the family
+    the encoders started from (`pretrain.init`), so that every method of a table has the same start."""
     if wildcards.method in VARIANTS:
         return {"arch": config["pretrain"]["arch"], "init": "encoder"}
-    return {"arch": wildcards.method, "init": "imagenet"}
+    return {"arch": wildcards.method, "init": config["pretrain"]["init"]}
+
+
+# torchvision ResNets with ImageNet weights (comcl.weights.IMAGENET_URLS).
+IMAGENET_RESNETS = ("resnet18", "resnet34", "resnet50")
+
+
+def check_initialisation():
+    """`pretrain.init: imagenet` needs an architecture that has ImageNet weights: say so now, not in the job."""
+    arch = config["pretrain"]["arch"]
+    if config["pretrain"]["init"] == "imagenet" and arch not in IMAGENET_RESNETS:
+        raise WorkflowError(
+            f"pretrain.init is imagenet, but pretrain.arch {arch!r} has no ImageNet weights here: "
+            f"use one of {', '.join(IMAGENET_RESNETS)}, or set pretrain.init: scratch"
+        )
+
+
+check_initialisation()
 
 
 def section(*keys, drop=()):
@@ -181,7 +201,8 @@ def method_label(method):
 
 
 def finetune_runs(dataset, version=None):
-    """The fine-tuning runs of a dataset (of one version), one per method and seed, with their metrics file."""
+    """The fine-tuning runs of a dataset (of one version), one per method and seed, with their metrics file and,
+    for a pretrained method, its pretraining's summary (where its encoder started, which pairs trained)."""
     return [
         {
             "dataset": dataset,
@@ -189,6 +210,7 @@ def finetune_runs(dataset, version=None):
             "method": method,
             "seed": seed,
             "metrics": f"{RESULTS}/{dataset}/{run_version}/finetune/{method}/seed{seed}/metrics.json",
+            "pretraining": f"{RESULTS}/{dataset}/{run_version}/pretrain/{method}/summary.json" if method in VARIANTS else None,
         }
         for run_version, method in FINETUNE_RUNS
         if version in (None, run_version)
@@ -246,4 +268,40 @@ def reported_outputs():
     ]
 
 
+def synthetic_train_patients(dataset):
+    """The patients of a dataset's train split when the workflow generates it (known before it exists), else None."""
+    root, form = config["datasets"][dataset]["root"], config["datasets"][dataset]["format"]
+    if not written_by_workflow(root) or os.path.basename(os.path.normpath(root)) != form:
+        return None
+    spec = config["synthetic"][form]
+    if form == "eyeq":
+        return eyeq_patients(spec["n_train"])
+    return spec["n_patients"] - chest_test_patients(spec["n_patients"], spec["test_patient_share"])
+
+
+def check_validation_split():
+    """`index.val_share` must leave every dataset a train and a validation split: refused now where the
+    patients are known (the synthetic datasets); the index stage checks real data, whose patients it counts."""
+    for dataset in DATASETS:
+        patients = synthetic_train_patients(dataset)
+        problem = None if patients is None else validation_problem(patients, config["index"]["val_share"])
+        if problem:
+            message, hint = problem
+            raise WorkflowError(f"dataset {dataset}: {message}: {hint}")
+
+
+def check_lesion_scale():
+    """Patches are cut from the images resized to `finetune.input_size` (the scale fine-tuning sees): a patch
+    cannot be larger than that image."""
+    size, image_size = config["patches"]["size"], config["finetune"]["input_size"]
+    if size > image_size:
+        raise WorkflowError(
+            f"patches.size {size} is larger than finetune.input_size {image_size}: patches are cut from the images "
+            f"resized to finetune.input_size, the scale fine-tuning sees; set patches.size to at most {image_size} "
+            f"(the paper: 128 px patches of 512 px images)"
+        )
+
+
+check_validation_split()
+check_lesion_scale()
 report_missing_data()

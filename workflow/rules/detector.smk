@@ -1,7 +1,9 @@
 rule lesion_annotations:
-    """The detector's lesion boxes (IDRiD masks or NIH's box list) as COCO files, train and test."""
+    """The detector's lesion boxes (IDRiD masks or NIH's box list) as COCO files, train and test; never
+    on an image of the dataset's val or test split (its original index says which)."""
     input:
         fetched_lesions,
+        index=f"{RESULTS}/{{dataset}}/original/index.parquet",
     output:
         train=f"{RESULTS}/{{dataset}}/detector/annotations/train.json",
         test=f"{RESULTS}/{{dataset}}/detector/annotations/test.json",

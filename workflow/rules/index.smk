@@ -1,5 +1,6 @@
 rule index:
-    """A dataset's labels, quality and level per image, read from its public format."""
+    """A dataset's labels, quality and level per image, read from its public format; the validation split
+    carved patient-wise from the train split, before any later stage reads the data."""
     input:
         fetched_dataset,
         images=lambda wildcards: rules.preprocess.output.images.format(**wildcards) if preprocessed(wildcards.dataset) else [],
@@ -9,6 +10,8 @@ rule index:
     params:
         dataset=indexed_dataset,
         check_images=config["index"]["check_images"],
+        val_share=config["index"]["val_share"],
+        seed=config["index"]["seed"],
     log:
         f"{RESULTS}/logs/index/{{dataset}}.log",
     benchmark:

@@ -1,5 +1,6 @@
 rule patches:
-    """The patch store of a dataset version: lesion windows (Omega) and healthy windows (RandC)."""
+    """The patch store of a dataset version: lesion windows (Omega) and healthy windows (RandC), cut from the
+    images resized as fine-tuning resizes them (finetune.input_size), the scale that fine-tuning sees."""
     input:
         index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
         detections=rules.detect.output[0],
@@ -8,6 +9,7 @@ rule patches:
         summary=f"{RESULTS}/{{dataset}}/{{version}}/patches.json",
     params:
         patches=section("patches"),
+        image_size=config["finetune"]["input_size"],
     log:
         f"{RESULTS}/logs/patches/{{dataset}}_{{version}}.log",
     benchmark:

@@ -3,6 +3,7 @@ rule tables:
     input:
         metrics=[run["metrics"] for dataset in DATASETS for run in finetune_runs(dataset)],
         pretrainings=sorted({run["pretraining"] for dataset in DATASETS for run in finetune_runs(dataset) if run["pretraining"]}),
+        indexes=expand(f"{RESULTS}/{{dataset}}/original/summary.json", dataset=DATASETS),
     output:
         tables=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
         html=[

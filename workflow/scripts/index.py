@@ -9,6 +9,8 @@ with job_log(snakemake.log[0]):  # noqa: F821
         dataset=snakemake.params.dataset,  # noqa: F821
         check=snakemake.params.check_images,  # noqa: F821
         workers=snakemake.threads,  # noqa: F821
+        val_share=snakemake.params.val_share,  # noqa: F821
+        seed=snakemake.params.seed,  # noqa: F821
         table=snakemake.output.table,  # noqa: F821
         summary=snakemake.output.summary,  # noqa: F821
     )

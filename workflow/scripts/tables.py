@@ -11,4 +11,5 @@ with job_log(snakemake.log[0]):  # noqa: F821
         variants=snakemake.params.variants,  # noqa: F821
         context=snakemake.params.context,  # noqa: F821
         folder=Path(snakemake.output.tables[0]).parent,  # noqa: F821
+        indexes=dict(zip(snakemake.params.context["datasets"], snakemake.input.indexes, strict=True)),  # noqa: F821
     )

@@ -1,11 +1,13 @@
 """The degradation stage: raise a dataset's low-quality share to a target proportion.
 
-Per split, high-quality images are taken in one seeded random order and degraded until exactly
-``round(target * n)`` images of the split are low quality. The order and each image's degradation
-depend only on the seed and the image id, not on the target: the images degraded for 70 % are
-also degraded, in the same way, for 100 %, so proportions differ only by the images they add.
-Degraded images become low quality (their level moves from L to L~ or from H to H~) and keep
-their disease labels; images left as they are keep pointing at their original files.
+Per split (train and val, and test with ``degrade_test``), high-quality images are taken in one
+seeded random order and degraded until exactly ``round(target * n)`` images of the split are low
+quality: the validation split is degraded as the training split is, so that the model is selected
+on data like those it trains on. The order and each image's degradation depend only on the seed
+and the image id, not on the target: the images degraded for 70 % are also degraded, in the same
+way, for 100 %, so proportions differ only by the images they add. Degraded images become low
+quality (their level moves from L to L~ or from H to H~) and keep their disease labels; images left
+as they are keep pointing at their original files.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def degrade_index(
     """The index at ``target``, degraded images written under ``images``."""
     if meta["format"] not in ("eyeq", "chestxray14"):
         raise ValueError(f"no degradation model for format {meta['format']!r}")
-    splits = ["train", "test"] if degrade_test else ["train"]
+    splits = ["train", "val", "test"] if degrade_test else ["train", "val"]
     rows = select(frame, target, splits, seed)
     frame = frame.copy()
     jobs = [(frame.at[row, "image_id"], frame.at[row, "path"], str(images / (frame.at[row, "image_id"] + Path(frame.at[row, "path"]).suffix))) for row in rows]

@@ -4,7 +4,13 @@ Fundus: IDRiD's pixel masks, one box per 8-connected component per lesion class 
 components smaller than ``min_area`` pixels dropped (single stray pixels of the annotation tool).
 An image without a mask of a class simply has no box of it. Chest: the boxes of NIH's
 BBox_List_2017.csv. The official split lists put nearly all of those images in the test list, so
-the detector's own train/test split is drawn here, patient-wise, with a seed.
+the detector's own train/test split is drawn here, patient-wise, with a seed (the index removes the
+boxed images from its test split: they leave the classification task).
+
+Whatever the source, no image of the diagnosis dataset's evaluation splits (its index's val and test
+splits, matched by image id: the file name without its extension) is used: the detector's boxes
+decide the patch levels that pretraining learns from, so a box on an evaluation image would carry
+its labels upstream. The summary says how many were left out.
 
 COCO ``file_name`` values are the image paths as configured (relative to the workflow's working
 directory unless absolute), so the detector reads exactly the files the index points at.
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +33,14 @@ from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
 from comcl.errors import DataError
 from comcl.index.images import check_images
-from comcl.io import write_json
+from comcl.io import read_table, write_json
 
 log = logging.getLogger(__name__)
 
 LESION_CLASSES = {"idrid": ("MA", "HE", "EX", "SE"), "chestxray14": nih.TASK_FINDINGS}
 SPLITS = ("train", "test")
+# The splits of a diagnosis index whose images no detector may learn from.
+EVALUATION_SPLITS = ("val", "test")
 _EIGHT_CONNECTED = np.ones((3, 3), bool)
 
 
@@ -98,8 +106,8 @@ def idrid_boxes(root: str | Path, min_area: int) -> tuple[pd.DataFrame, pd.DataF
     return pd.concat(images, ignore_index=True), pd.DataFrame(boxes, columns=["path", "label", "x", "y", "w", "h", "area"])
 
 
-def nih_boxes(dataset: Mapping[str, Any], test_share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The BBox list's images, split patient-wise into ``test_share`` test and the rest train."""
+def nih_boxes(dataset: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The BBox list's images, with their patient (``patient``), and its boxes; :func:`patient_split` splits them."""
     root = Path(dataset["root"])
     listed = nih.read_bbox_list(root / dataset["bbox_list"])
     if listed.empty:
@@ -114,13 +122,10 @@ def nih_boxes(dataset: Mapping[str, Any], test_share: float, seed: int) -> tuple
             hint="use the box list and Data_Entry file of the same release",
         )
     names = listed["image"].drop_duplicates()
-    patients = entry.loc[names, "Patient ID"].astype(str)
-    order = np.random.default_rng(seed).permutation(sorted(patients.unique()))
-    test_patients = set(order[: max(1, round(test_share * len(order)))]) if len(order) > 1 else set()
     images = pd.DataFrame(
         {
             "path": [str(root / dataset["images"] / name) for name in names],
-            "split": ["test" if patient in test_patients else "train" for patient in patients],
+            "patient": entry.loc[names, "Patient ID"].astype(str).to_numpy(),
             "line": 0,
         }
     )
@@ -129,6 +134,29 @@ def nih_boxes(dataset: Mapping[str, Any], test_share: float, seed: int) -> tuple
     boxes = pd.DataFrame({"path": paths, "label": listed["finding"], **{k: listed[k] for k in "xywh"}})
     boxes["area"] = boxes["w"] * boxes["h"]
     return images, boxes
+
+
+def patient_split(patients: pd.Series, test_share: float, seed: int) -> pd.Series:
+    """``test`` for the images of about ``test_share`` of the patients (at least one, if there are two), else ``train``."""
+    order = np.random.default_rng(seed).permutation(sorted(patients.unique()))
+    test_patients = set(order[: max(1, round(test_share * len(order)))]) if len(order) > 1 else set()
+    return pd.Series(np.where(patients.isin(test_patients), "test", "train"), index=patients.index)
+
+
+def evaluation_images(index: str | Path) -> dict[str, set[str]]:
+    """The image ids of a diagnosis index's evaluation splits (val and test), per split."""
+    frame, _ = read_table(index)
+    return {split: set(frame.loc[frame["split"] == split, "image_id"]) for split in EVALUATION_SPLITS}
+
+
+def evaluation_split(paths: pd.Series, held_out: Mapping[str, Collection[str]]) -> pd.Series:
+    """Per image path, the evaluation split of ``held_out`` whose image ids hold its file name
+    without extension, or None."""
+    stems = paths.map(lambda path: Path(path).stem)
+    found = pd.Series(None, index=paths.index, dtype=object)
+    for split, image_ids in held_out.items():
+        found[stems.isin(image_ids)] = split
+    return found
 
 
 def coco(images: pd.DataFrame, boxes: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, Any]:
@@ -161,26 +189,40 @@ def coco_classes(path: str | Path) -> list[str]:
     return [category["name"] for category in json.loads(Path(path).read_text())["categories"]]
 
 
-def lesion_annotations(source: Mapping[str, Any], min_area: int, test_share: float, seed: int) -> tuple[dict[str, dict], dict[str, Any]]:
-    """COCO dicts per split for an annotation ``source`` (``format``: idrid | chestxray14), and a summary."""
+def lesion_annotations(
+    source: Mapping[str, Any], min_area: int, test_share: float, seed: int, held_out: Mapping[str, Collection[str]]
+) -> tuple[dict[str, dict], dict[str, Any]]:
+    """COCO dicts per split for an annotation ``source`` (``format``: idrid | chestxray14), and a summary.
+
+    ``held_out``: image ids per evaluation split of the diagnosis dataset (:func:`evaluation_images`);
+    those images are left out before the detector's own split is drawn.
+    """
     if source["format"] == "idrid":
         images, boxes = idrid_boxes(source["root"], min_area)
     elif source["format"] == "chestxray14":
-        images, boxes = nih_boxes(source, test_share, seed)
+        images, boxes = nih_boxes(source)
     else:
         raise ValueError(f"unknown lesion annotation format {source['format']!r}")
+    held = evaluation_split(images["path"], held_out)
+    excluded = {split: int((held == split).sum()) for split in held_out}
+    images = images[held.isna()].reset_index(drop=True)
+    if source["format"] == "chestxray14":
+        # NIH's box images have no split of their own: drawn among those the detector may use.
+        images["split"] = patient_split(images["patient"], test_share, seed)
     classes = LESION_CLASSES[source["format"]]
     splits = {split: coco(images[images["split"] == split], boxes, classes) for split in SPLITS}
     for split, content in splits.items():
         if not content["annotations"]:
             raise DataError(
-                f"no lesion boxes in the {split} split ({len(content['images'])} images)",
+                f"no lesion boxes in the {split} split ({len(content['images'])} images; "
+                f"{sum(excluded.values())} images of the dataset's evaluation splits left out)",
                 path=source["root"],
                 hint="the detector needs boxes in both splits: check the masks / box list, or lower min_area",
             )
     summary = {
         "format": source["format"],
         "classes": list(classes),
+        "excluded_evaluation_images": excluded,
         **{
             split: {
                 "images": len(content["images"]),
@@ -193,10 +235,18 @@ def lesion_annotations(source: Mapping[str, Any], min_area: int, test_share: flo
 
 
 def write_lesion_annotations(
-    source: Mapping[str, Any], min_area: int, test_share: float, seed: int, train: str | Path, test: str | Path, summary: str | Path
+    source: Mapping[str, Any],
+    min_area: int,
+    test_share: float,
+    seed: int,
+    index: str | Path,
+    train: str | Path,
+    test: str | Path,
+    summary: str | Path,
 ) -> dict[str, Any]:
-    """:func:`lesion_annotations`, written as COCO files and a JSON summary."""
-    splits, counts = lesion_annotations(source, min_area, test_share, seed)
+    """:func:`lesion_annotations` without the evaluation images of the diagnosis ``index``, written as COCO files and a
+    JSON summary."""
+    splits, counts = lesion_annotations(source, min_area, test_share, seed, evaluation_images(index))
     write_json(train, splits["train"])
     write_json(test, splits["test"])
     write_json(summary, counts)

@@ -1,9 +1,8 @@
-"""What fine-tuning reads: whole images of the index with their labels, a validation split, class-balanced sampling.
+"""What fine-tuning reads: whole images of the index with their labels, and class-balanced sampling.
 
 An item is a pure function of (seed, epoch, position), so a resumed run, or DataLoader workers in
-any order, see the same augmented images as an uninterrupted run. The validation split is drawn
-per patient where one patient has several images (ChestX-ray14): images of one patient are alike,
-and a patient on both sides would make validation scores optimistic.
+any order, see the same augmented images as an uninterrupted run. The validation split is the
+index's (``comcl.index.build.carve_validation``).
 """
 
 from __future__ import annotations
@@ -11,34 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 
 from comcl.errors import DataError
 from comcl.parallel import derived_seed
-from comcl.patches.stage import CHANNELS, read_image
+from comcl.patches.stage import CHANNELS, read_image, resize_square
 from comcl.pretrain.augment import to_input
 from comcl.pretrain.data import Augment
-
-
-def validation_split(frame: pd.DataFrame, share: float, seed: int, by: str | None) -> pd.Series:
-    """True for the rows of ``frame`` (the training rows) held out for validation: about ``share`` of the groups.
-
-    A group is the value of column ``by`` (a patient) or, without ``by``, an image (``image_id``). Groups
-    are drawn from their sorted values, so the split does not depend on row order. At least one group
-    is held out when ``share`` > 0 and at least one is kept for training.
-    """
-    if not 0 <= share < 1:
-        raise ValueError(f"the validation share must be in [0, 1), got {share}")
-    keys = frame[by if by else "image_id"]
-    groups = np.unique(keys.to_numpy())
-    count = 0
-    if share > 0 and len(groups) > 1:
-        count = min(max(round(share * len(groups)), 1), len(groups) - 1)
-    chosen = np.random.default_rng(seed).permutation(groups)[:count]
-    return pd.Series(keys.isin(chosen).to_numpy(), index=frame.index, name="validation")
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -48,7 +28,8 @@ class ImageDataset(torch.utils.data.Dataset):
     multi-label task. With ``augment`` (training) each item is augmented with a seed drawn from
     (``seed``, epoch, ``i``): call ``set_epoch`` before each epoch; without it (evaluation) the image
     is only resized and normalised. Images are resized to a square, aspect not kept, as the
-    classifier's input is square and fundus images and radiographs are nearly so.
+    classifier's input is square and fundus images and radiographs are nearly so; the patch stage
+    cuts its patches from images resized by the same function (:func:`comcl.patches.stage.resize_square`).
     """
 
     def __init__(self, frame: pd.DataFrame, meta: Mapping[str, Any], size: int, augment: Augment | None, seed: int) -> None:
@@ -83,8 +64,7 @@ class ImageDataset(torch.utils.data.Dataset):
         image = read_image(self.paths[index], self.channels)
         if image is None:
             raise DataError(f"cannot decode image {self.ids[index]!r}", path=self.paths[index], hint="replace the file")
-        # cv2 drops the channel axis of a one-channel image; the augmentation wants it back.
-        image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA).reshape(self.size, self.size, -1)
+        image = resize_square(image, self.size)
         pixels = to_input(image) if self.augment is None else self.augment(image, derived_seed(self.seed, self.epoch, int(index)))
         return torch.from_numpy(pixels), torch.tensor(self.targets[index])
 

@@ -1,10 +1,10 @@
 """Fine-tune a classifier (from a pretrained encoder, ImageNet or scratch) and evaluate it on the test split.
 
-DR grading trains with cross-entropy over 5 classes; the chest task with a sigmoid per finding. A
-validation split is carved from the training split (patient-wise for chest X-rays, where one
-patient has several images) and the epoch with the best validation kappa is the model that is
-tested. Each epoch ends with an atomic checkpoint in the run's work folder; a rerun resumes after
-the last finished epoch. Once the outputs are written the checkpoint is deleted.
+DR grading trains with cross-entropy over 5 classes; the chest task with a sigmoid per finding. The
+epoch with the best kappa on the index's validation split (carved patient-wise by the index stage,
+before the detector and pretraining read the data) is the model that is tested. Each epoch ends
+with an atomic checkpoint in the run's work folder; a rerun resumes after the last finished epoch.
+Once the outputs are written the checkpoint is deleted.
 
 A job with several GPUs trains on all of them (``comcl.distributed``) and reaches what one process
 would: every process draws the epoch's batches with the same generator and takes its shard of each,
@@ -32,7 +32,7 @@ from comcl import distributed
 from comcl.checkpoints import discard_checkpoint, resume_state, save_checkpoint
 from comcl.devices import device_for
 from comcl.errors import DataError
-from comcl.finetune.data import ImageDataset, class_balanced_weights, validation_split
+from comcl.finetune.data import ImageDataset, class_balanced_weights
 from comcl.finetune.metrics import grading_metrics, multilabel_metrics
 from comcl.finetune.model import build_classifier, save_classifier
 from comcl.io import atomic_path, read_table, write_json, write_table
@@ -92,7 +92,7 @@ def finetune(
     threads: int,
     world_size: int | None = None,
 ) -> dict[str, Any]:
-    """Train on the index's train split (minus validation), select on validation kappa, test; write the results.
+    """Train on the index's train split, select on its val split's kappa, test on its test split; write the results.
 
     Trains on every GPU the job sees, one process each; ``world_size`` sets the number of processes
     instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
@@ -119,12 +119,13 @@ def _finetune(
     encoder = None if encoder is None else Path(encoder)
     frame, meta = read_table(index)
     multilabel = meta["task"] == "multilabel"
-    train_all = frame[frame["split"] == "train"].reset_index(drop=True)
-    test = frame[frame["split"] == "test"].reset_index(drop=True)
-    if train_all.empty or test.empty:
-        raise DataError("the index needs both a train and a test split", path=index, hint="check the dataset's split files")
-    held_out = validation_split(train_all, params["val_share"], params["seed"], "patient_id" if multilabel else None)
-    train, val = train_all[~held_out].reset_index(drop=True), train_all[held_out].reset_index(drop=True)
+    train, val, test = (frame[frame["split"] == split].reset_index(drop=True) for split in ("train", "val", "test"))
+    if train.empty or val.empty or test.empty:
+        raise DataError(
+            "the index needs a train, a val and a test split",
+            path=index,
+            hint="run the index stage again: it carves the val split from the train split (index.val_share)",
+        )
     if len(train) < distributed.world_size():
         raise DataError(
             f"{len(train)} training images cannot be shared by {distributed.world_size()} processes (one per GPU)",

@@ -5,11 +5,15 @@ Every index has the same core columns, whatever the dataset:
 ``image_id, path, split, patient_id, <label columns>, quality, lesion, level, degraded, degradation,
 width, height``
 
-``quality`` is ``high`` or ``low``; ``lesion`` says whether the image shows disease; ``level`` is one
-of ``L`` (high-quality lesion), ``L~`` (low-quality lesion), ``H`` (high-quality healthy) and ``H~``
-(low-quality healthy); ``degraded``/``degradation`` are set by the degradation stage (here: never).
-The Parquet metadata says how to read the labels: ``task`` (``grading`` or ``multilabel``),
-``label_columns`` and ``num_classes``.
+``split`` is ``train``, ``val`` or ``test``: the dataset's official train and test splits, and a
+validation split carved patient-wise from the train split here, before any later stage reads the data,
+so that the detector, the patch levels and pretraining (which use ``train``) never see the images on
+which fine-tuning selects its model. ``quality`` is ``high`` or ``low``; ``lesion`` says whether the
+image shows disease; ``level`` is one of ``L`` (high-quality lesion), ``L~`` (low-quality lesion),
+``H`` (high-quality healthy) and ``H~`` (low-quality healthy); ``degraded``/``degradation`` are set
+by the degradation stage (here: never). The Parquet metadata says how to read the labels: ``task``
+(``grading`` or ``multilabel``), ``label_columns`` and ``num_classes``; and how the validation split
+was drawn (``val_share``, ``val_seed``).
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ from comcl.datasets.tables import check_columns, read_csv_checked
 from comcl.errors import DataError
 from comcl.index import quality
 from comcl.index.images import check_images
+from comcl.index.validation import validation_count, validation_problem
 from comcl.io import write_json, write_table
-from comcl.parallel import parallel_map
+from comcl.parallel import image_seed, parallel_map
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
+# The splits a dataset publishes, and the splits of the index (validation carved from train).
+OFFICIAL_SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 LEVELS = ("L", "L~", "H", "H~")
 LESION_LEVELS = ("L", "L~")
 CORE_COLUMNS = ("image_id", "path", "split", "patient_id")
@@ -62,7 +69,7 @@ def _finish(frame: pd.DataFrame, label_columns: list[str], low_quality: pd.Serie
 
 
 def _check_splits(frame: pd.DataFrame, sources: Mapping[str, Path]) -> None:
-    for split in SPLITS:
+    for split in OFFICIAL_SPLITS:
         if not (frame["split"] == split).any():
             raise DataError(f"the {split} split is empty", path=sources[split], hint=f"the {split} split needs at least one image")
     both = frame[frame["image_id"].duplicated(keep=False)]
@@ -76,13 +83,36 @@ def _check_splits(frame: pd.DataFrame, sources: Mapping[str, Path]) -> None:
         )
 
 
+def carve_validation(frame: pd.DataFrame, share: float, seed: int, source: Path) -> pd.DataFrame:
+    """``frame`` with about ``share`` of its train split's patients moved, whole, to the ``val`` split.
+
+    Whole patients: the images of one patient (EyeQ: both eyes, ``<id>_left`` and ``<id>_right``) are
+    alike, and a patient on both sides would make validation scores optimistic. Patients are drawn in
+    an order that depends only on ``seed`` and each patient's id, so the split does not depend on the
+    row order. ``source`` is the train split's file, named when ``share`` would leave the train or val
+    split empty.
+    """
+    train = frame["split"] == "train"
+    patients = set(frame.loc[train, "patient_id"])
+    problem = validation_problem(len(patients), share)
+    if problem:
+        message, hint = problem
+        raise DataError(message, path=source, hint=hint)
+    order = sorted(patients, key=lambda patient: (image_seed(seed, patient).generate_state(1)[0], patient))
+    chosen = order[: validation_count(len(patients), share)]
+    frame = frame.copy()
+    frame.loc[train & frame["patient_id"].isin(chosen), "split"] = "val"
+    return frame
+
+
 def index_eyeq(
-    root: Path, labels: Mapping[str, str], images: Mapping[str, str], check: str, workers: int
+    root: Path, labels: Mapping[str, str], images: Mapping[str, str], check: str, workers: int, val_share: float, seed: int
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """EyeQ: quality Good is high quality, Usable and Reject low; lesion = DR grade > 0."""
+    """EyeQ: quality Good is high quality, Usable and Reject low; lesion = DR grade > 0. The patient is
+    the number in ``<id>_<left|right>``."""
     parts = []
-    sources = {split: root / labels[split] for split in SPLITS}
-    for split in SPLITS:
+    sources = {split: root / labels[split] for split in OFFICIAL_SPLITS}
+    for split in OFFICIAL_SPLITS:
         table = eyeq.read_labels(sources[split])
         # A folder outside the root (the preprocessed images) comes as a relative path from it.
         folder = Path(os.path.normpath(root / images[split]))
@@ -101,6 +131,7 @@ def index_eyeq(
         parts.append(check_images(part, check, sources[split], workers))
     frame = pd.concat(parts, ignore_index=True)
     _check_splits(frame, sources)
+    frame = carve_validation(frame, val_share, seed, sources["train"])
     frame = _finish(frame, ["dr_grade"], frame["eyeq_quality"] > 0, frame["dr_grade"] > 0)
     return frame, {"format": "eyeq", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
 
@@ -116,13 +147,16 @@ def index_chestxray14(
     other_findings: str,
     check: str,
     workers: int,
+    val_share: float,
+    seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """ChestX-ray14 on the 8 ChestX-ray8 findings, official patient-wise split.
 
     ``other_findings``: ``negative`` keeps images whose findings are all outside the 8 (as negatives
     for all 8); ``exclude`` drops them. Quality comes from ``quality_csv`` when given, else from the
     no-reference score of :mod:`comcl.index.quality`. The box list is checked against Data_Entry
-    here, so that a mismatched release fails now rather than in the detector stage.
+    here, so that a mismatched release fails now rather than in the detector stage; its images leave
+    the test split (:func:`drop_boxed_test_images`).
     """
     entry_path = root / data_entry
     table = nih.read_data_entry(entry_path)
@@ -137,7 +171,7 @@ def index_chestxray14(
         )
     sources = {split: root / name for split, name in split_lists.items()}
     split_of: dict[str, str] = {}
-    for split in SPLITS:
+    for split in OFFICIAL_SPLITS:
         for name in nih.read_split_list(sources[split]):
             if split_of.setdefault(name, split) != split:
                 raise DataError(f"image {name!r} is in both split lists", path=sources[split], hint="an image belongs to one split only")
@@ -177,6 +211,8 @@ def index_chestxray14(
     )
     frame = check_images(frame, check, entry_path, workers)
     _check_splits(frame, sources)
+    frame, removed = drop_boxed_test_images(frame, boxes, sources["test"])
+    frame = carve_validation(frame, val_share, seed, sources["train"])
     if quality_csv:
         low = _quality_from_csv(root / quality_csv, frame)
     else:
@@ -185,8 +221,34 @@ def index_chestxray14(
         low = quality.low_quality(frame["quality_score"], low_quality_share)
     lesion = frame[list(nih.TASK_FINDINGS)].any(axis=1)
     frame = _finish(frame, list(nih.TASK_FINDINGS), low, lesion)
-    meta = {"format": "chestxray14", "task": "multilabel", "label_columns": list(nih.TASK_FINDINGS), "num_classes": 8, "boxes": len(boxes)}
+    meta = {
+        "format": "chestxray14",
+        "task": "multilabel",
+        "label_columns": list(nih.TASK_FINDINGS),
+        "num_classes": 8,
+        "boxes": len(boxes),
+        "boxed_test_images_removed": removed,
+    }
     return frame, meta
+
+
+def drop_boxed_test_images(frame: pd.DataFrame, boxes: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, int]:
+    """The index without the test images that NIH's box list covers, and how many those were.
+
+    The box list lies almost wholly in the official test list, and its boxes train the chest lesion
+    detector: those images leave the classification task, so that the detector, and through it the
+    patch levels and pretraining, learn nothing from the labels of a test image. ``source`` is the
+    test list, named when no test image would be left.
+    """
+    boxed = (frame["split"] == "test") & frame["image_id"].isin(boxes["image"].str.replace(r"\.png$", "", regex=True))
+    if boxed.sum() == (frame["split"] == "test").sum():
+        raise DataError(
+            f"all {int(boxed.sum())} test images are in the box list, which trains the detector: no test image is left",
+            path=source,
+            hint="the test split needs images without lesion boxes: use the official split lists and box list of one release",
+        )
+    log.info("%d test images are in the box list: they train the lesion detector and leave the test split", int(boxed.sum()))
+    return frame[~boxed].reset_index(drop=True), int(boxed.sum())
 
 
 def _quality_from_csv(path: Path, frame: pd.DataFrame) -> pd.Series:
@@ -214,7 +276,10 @@ def _quality_from_csv(path: Path, frame: pd.DataFrame) -> pd.Series:
 def summarize(frame: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Counts per split and level, and the low-quality share, for people and for later checks."""
     summary: dict[str, Any] = {**meta, "images": len(frame), "splits": {}}
-    for split, part in frame.groupby("split", sort=False):
+    for split in SPLITS:
+        part = frame[frame["split"] == split]
+        if part.empty:
+            continue
         counts = part["level"].value_counts()
         summary["splits"][split] = {
             "images": len(part),
@@ -238,21 +303,34 @@ def _label_counts(part: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, int]
 INDEXERS = {"eyeq": index_eyeq, "chestxray14": index_chestxray14}
 
 
-def build_index(dataset: Mapping[str, Any], check: str, workers: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Index one configured dataset (its config section: ``format``, ``root`` and the format's keys)."""
+def build_index(
+    dataset: Mapping[str, Any], check: str, workers: int, val_share: float, seed: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Index one configured dataset (its config section: ``format``, ``root`` and the format's keys),
+    ``val_share`` of its training patients in the validation split (drawn with ``seed``)."""
     options = dict(dataset)
     form = options.pop("format")
     if form not in INDEXERS:
         raise ValueError(f"unknown dataset format {form!r}; known: {sorted(INDEXERS)}")
     root = Path(options.pop("root"))
-    return INDEXERS[form](root, check=check, workers=workers, **options)
+    frame, meta = INDEXERS[form](root, check=check, workers=workers, val_share=val_share, seed=seed, **options)
+    return frame, {**meta, "val_share": val_share, "val_seed": seed}
 
 
-
-def run_index(name: str, dataset: Mapping[str, Any], check: str, workers: int, table: str | Path, summary: str | Path) -> None:
+def run_index(
+    name: str,
+    dataset: Mapping[str, Any],
+    check: str,
+    workers: int,
+    val_share: float,
+    seed: int,
+    table: str | Path,
+    summary: str | Path,
+) -> None:
     """The ``index`` rule: the Parquet index and its JSON summary."""
-    frame, meta = build_index(dataset, check, workers)
+    frame, meta = build_index(dataset, check, workers, val_share, seed)
     meta = {"dataset": name, "proportion": "original", **meta}
     write_table(table, frame, meta)
     write_json(summary, summarize(frame, meta))
-    log.info("indexed %d %s images: %s", len(frame), name, dict(frame["level"].value_counts()))
+    splits = {split: int(count) for split, count in frame["split"].value_counts().items()}
+    log.info("indexed %d %s images: %s, levels %s", len(frame), name, splits, dict(frame["level"].value_counts()))

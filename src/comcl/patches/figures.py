@@ -1,8 +1,9 @@
 """Figures of the patch stage: where the patches come from, and what they look like, per level.
 
 ``draw_windows``: sample images of each level with the detector's boxes above ``conf`` (lesion
-levels) and the windows cut from them (dashed); ``draw_mosaic``: patches of each level side by
-side. Samples are drawn with a seed, so the same store gives the same figure.
+levels) and the windows cut from them (dashed), drawn on the images as the patch stage cut them
+(resized to the store's ``image_size``); ``draw_mosaic``: patches of each level side by side.
+Samples are drawn with a seed, so the same store gives the same figure.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from comcl.io import save_figure
-from comcl.patches.stage import CHANNELS, LEVELS, read_image
+from comcl.patches.stage import CHANNELS, LEVELS, read_image, resize_square, scale_boxes
 from comcl.patches.store import PatchDataset
 
 LEVEL_NAMES = {"L": "L: lesion, high quality", "L~": "L~: lesion, low quality", "H": "H: healthy, high quality", "H~": "H~: healthy, low quality"}
@@ -28,9 +29,18 @@ def _sample(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFra
 
 
 def draw_windows(
-    index: pd.DataFrame, meta: dict[str, Any], detections: pd.DataFrame, store: pd.DataFrame, conf: float, path: str | Path, seed: int, per_level: int = 4
+    index: pd.DataFrame,
+    meta: dict[str, Any],
+    detections: pd.DataFrame,
+    store: pd.DataFrame,
+    image_size: int,
+    conf: float,
+    path: str | Path,
+    seed: int,
+    per_level: int = 4,
 ) -> None:
-    """Rows: levels; columns: sample images that gave patches, with boxes (solid) and windows (dashed)."""
+    """Rows: levels; columns: sample images that gave patches, resized to ``image_size`` as the patch
+    stage resized them, with boxes (solid) and windows (dashed)."""
     rng = np.random.default_rng(seed)
     classes = sorted(detections["label"].unique()) if len(detections) else []
     colour = {name: _COLOURS[i % len(_COLOURS)] for i, name in enumerate(classes)}
@@ -41,9 +51,11 @@ def draw_windows(
         row[0].set_ylabel(LEVEL_NAMES[level], fontsize=8)
         chosen = _sample(with_patches[with_patches["level"] == level], per_level, rng)
         for ax, (_, record) in zip(row, chosen.iterrows(), strict=False):
-            image = read_image(record["path"], CHANNELS[meta["format"]])
+            original = read_image(record["path"], CHANNELS[meta["format"]])
+            image = resize_square(original, image_size)
             ax.imshow(image.squeeze(), cmap="gray" if image.shape[2] == 1 else None)
             found = detections[(detections["image_id"] == record["image_id"]) & (detections["score"] > conf)]
+            found = scale_boxes(found, original.shape[1], original.shape[0], image_size)
             for box in found.itertuples():
                 ax.add_patch(Rectangle((box.x1, box.y1), box.x2 - box.x1, box.y2 - box.y1, fill=False, lw=0.8, ec=colour[box.label]))
             for window in store[store["image_id"] == record["image_id"]].itertuples():

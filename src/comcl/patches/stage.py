@@ -1,6 +1,13 @@
 """The patch stage: lesion windows around detections (Omega), random windows in healthy images (RandC).
 
-Every image of a dataset version (both splits) is read once, on worker processes, and its patches
+Patches are cut at the scale that fine-tuning sees: from each image resized as fine-tuning resizes
+it (:func:`resize_square`, to ``image_size`` = ``finetune.input_size`` squares), the detector's boxes
+scaled into that frame. A lesion is then as many pixels wide in its patch as in the images the
+classifier is fine-tuned on (the paper: 128 px patches of 512 px images). Windows and boxes in the
+store are in that frame too. A box larger than a patch gets a window that holds it, resized to the
+patch size, so the patch shows the whole lesion.
+
+Every image of a dataset version (every split) is read once, on worker processes, and its patches
 stream into the store, so memory does not grow with the number of images. Healthy windows depend
 only on the seed and the image id: an image left undegraded gives the same patches in every version.
 """
@@ -37,8 +44,27 @@ def read_image(path: str, channels: int) -> np.ndarray | None:
     return image[..., None] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` as fine-tuning sees it: ``size`` x ``size`` (aspect not kept), area interpolation, channel axis kept."""
+    # cv2 drops the channel axis of a one-channel image.
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, -1)
+
+
+def scale_boxes(boxes: pd.DataFrame, width: int, height: int, size: int) -> pd.DataFrame:
+    """Boxes ``x1, y1, x2, y2`` of a ``width`` x ``height`` image, in the frame of the image resized to ``size`` squares."""
+    x, y = size / width, size / height
+    return boxes.assign(x1=boxes["x1"] * x, x2=boxes["x2"] * x, y1=boxes["y1"] * y, y2=boxes["y2"] * y)
+
+
+def cut(image: np.ndarray, window: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """The ``size`` x ``size`` patch of ``window``: the window's pixels, resized when the window is larger."""
+    x0, y0, x1, y1 = window
+    pixels = image[y0:y1, x0:x1]
+    return pixels if x1 - x0 == size else resize_square(pixels, size)
+
+
 def lesion_rows(record: Mapping[str, Any], image: np.ndarray, boxes: pd.DataFrame, params: Mapping[str, Any]) -> list[PatchRow]:
-    """Omega: one window per detection above ``conf``, overlapping duplicates merged."""
+    """Omega: one window per detection above ``conf``, overlapping duplicates merged (``boxes`` in the frame of ``image``)."""
     height, width = image.shape[:2]
     boxes = boxes[boxes["score"] > params["conf"]]
     expanded = [expand_box((b.x1, b.y1, b.x2, b.y2), width, height, params["size"]) for b in boxes.itertuples()]
@@ -49,7 +75,6 @@ def lesion_rows(record: Mapping[str, Any], image: np.ndarray, boxes: pd.DataFram
     rows = []
     for i in keep:
         box = boxes.iloc[i]
-        x0, y0, x1, y1 = windows[i]
         rows.append(
             PatchRow(
                 image_id=record["image_id"],
@@ -59,8 +84,8 @@ def lesion_rows(record: Mapping[str, Any], image: np.ndarray, boxes: pd.DataFram
                 box=(box.x1, box.y1, box.x2, box.y2),
                 score=float(box.score),
                 label=box.label,
-                box_exceeds_window=expanded[i][1],
-                pixels=image[y0:y1, x0:x1],
+                box_exceeds_patch=expanded[i][1],
+                pixels=cut(image, windows[i], params["size"]),
             )
         )
     return rows
@@ -81,33 +106,38 @@ def healthy_rows(record: Mapping[str, Any], image: np.ndarray, params: Mapping[s
             box=None,
             score=None,
             label=None,
-            box_exceeds_window=False,
-            pixels=image[windows[i][1] : windows[i][3], windows[i][0] : windows[i][2]],
+            box_exceeds_patch=False,
+            pixels=cut(image, windows[i], params["size"]),
         )
         for i in sorted(keep)
     ]
 
 
-def image_rows(job: tuple[dict[str, Any], pd.DataFrame], params: Mapping[str, Any], channels: int) -> tuple[dict[str, Any], list[PatchRow] | str]:
-    """The image's record and its patches, or why the image cannot be used."""
+def image_rows(
+    job: tuple[dict[str, Any], pd.DataFrame], params: Mapping[str, Any], image_size: int, channels: int
+) -> tuple[dict[str, Any], list[PatchRow] | str]:
+    """The image's record and its patches, cut from the image resized to ``image_size``, or why the image cannot be used."""
     record, boxes = job
     image = read_image(record["path"], channels)
     if image is None:
         return record, "missing or undecodable"
+    height, width = image.shape[:2]
+    image = resize_square(image, image_size)
     try:
         if record["level"] in LESION_LEVELS:
-            return record, lesion_rows(record, image, boxes, params)
+            return record, lesion_rows(record, image, scale_boxes(boxes, width, height, image_size), params)
         return record, healthy_rows(record, image, params)
     except ValueError as error:
         return record, str(error)
 
 
-def summarize_patches(store: pd.DataFrame, frame: pd.DataFrame, without: dict[str, list[str]]) -> dict[str, Any]:
+def summarize_patches(store: pd.DataFrame, frame: pd.DataFrame, without: dict[str, list[str]], image_size: int) -> dict[str, Any]:
     """Patches per split and level, and the images that gave none (listed, never dropped silently)."""
     counts = store.groupby(["split", "level"]).size()
     images = frame.groupby(["split", "level"]).size()
     return {
         "patches": len(store),
+        "image_size": image_size,
         "per_split_level": {
             split: {level: {"images": int(images.get((split, level), 0)), "patches": int(counts.get((split, level), 0))} for level in LEVELS}
             for split in sorted(frame["split"].unique())
@@ -115,14 +145,24 @@ def summarize_patches(store: pd.DataFrame, frame: pd.DataFrame, without: dict[st
         "lesion_images_without_detection": {"count": len(without["lesion"]), "images": without["lesion"]},
         "healthy_images_without_window": {"count": len(without["healthy"]), "images": without["healthy"]},
         "patches_per_label": {str(k): int(v) for k, v in store["label"].value_counts().items()},
-        "box_exceeds_window": int(store["box_exceeds_window"].sum()),
+        "box_exceeds_patch": int(store["box_exceeds_patch"].sum()),
     }
 
 
 def run_patches(
-    index: str | Path, detections: str | Path, params: Mapping[str, Any], store: str | Path, summary: str | Path, workers: int
+    index: str | Path,
+    detections: str | Path,
+    params: Mapping[str, Any],
+    image_size: int,
+    store: str | Path,
+    summary: str | Path,
+    workers: int,
 ) -> dict[str, Any]:
-    """Write the patch store of one dataset version and its summary."""
+    """Write the patch store of one dataset version and its summary; patches cut from the images resized to ``image_size``."""
+    if params["size"] > image_size:
+        raise ValueError(
+            f"patches of {params['size']} px cannot be cut from images resized to {image_size} px: use a smaller patch size"
+        )
     frame, meta = read_table(index)
     found, _ = read_table(detections)
     channels = CHANNELS[meta["format"]]
@@ -131,9 +171,10 @@ def run_patches(
     # Built as the workers ask for them: one small frame per image in flight, not one per image.
     records = (dict(zip(columns, values, strict=True)) for values in frame[columns].itertuples(index=False, name=None))
     jobs = ((record, found.iloc[rows_of.get(record["image_id"], [])]) for record in records)
-    work = functools.partial(image_rows, params=params, channels=channels)
+    work = functools.partial(image_rows, params=params, image_size=image_size, channels=channels)
     without: dict[str, list[str]] = {"lesion": [], "healthy": []}
-    store_meta = {key: meta.get(key) for key in ("dataset", "proportion", "format", "task")} | {"params": dict(params)}
+    store_meta = {key: meta.get(key) for key in ("dataset", "proportion", "format", "task")}
+    store_meta |= {"params": dict(params), "image_size": image_size}
     with PatchStoreWriter(store, params["size"], channels, store_meta, params["row_group_bytes"]) as writer:
         for record, rows in parallel_stream(work, jobs, len(frame), workers, desc="patches"):
             if isinstance(rows, str):
@@ -145,8 +186,8 @@ def run_patches(
             if not rows:
                 without["lesion" if record["level"] in LESION_LEVELS else "healthy"].append(record["image_id"])
             writer.add(rows)
-    written = pd.read_parquet(store, columns=["split", "level", "label", "box_exceeds_window"])
-    result = summarize_patches(written, frame, without)
+    written = pd.read_parquet(store, columns=["split", "level", "label", "box_exceeds_patch"])
+    result = summarize_patches(written, frame, without, image_size)
     for kind, names in without.items():
         if names:
             log.warning("%d %s images gave no patch (listed in %s)", len(names), kind, summary)

@@ -65,7 +65,7 @@ SCHEMA = pa.schema(
         *((name, pa.float64()) for name in ("box_x1", "box_y1", "box_x2", "box_y2")),
         ("score", pa.float64()),
         ("label", pa.string()),
-        ("box_exceeds_window", pa.bool_()),
+        ("box_exceeds_patch", pa.bool_()),
         ("pixels", pa.binary()),
     ]
 )
@@ -96,7 +96,12 @@ def decode_patch(data: bytes | memoryview | np.ndarray, size: int, channels: int
 
 @dataclass(frozen=True)
 class PatchRow:
-    """One patch as the patch stage produces it; ``box``, ``score`` and ``label`` are None for random crops."""
+    """One patch as the patch stage produces it; ``box``, ``score`` and ``label`` are None for random crops.
+
+    ``window`` and ``box`` are in the frame of the image resized to the store's ``image_size``;
+    ``box_exceeds_patch``: the box is wider or taller than a patch, so its window is larger and was
+    resized to the patch size.
+    """
 
     image_id: str
     split: str
@@ -105,7 +110,7 @@ class PatchRow:
     box: tuple[float, float, float, float] | None
     score: float | None
     label: str | None
-    box_exceeds_window: bool
+    box_exceeds_patch: bool
     pixels: np.ndarray
 
 
@@ -175,7 +180,7 @@ class PatchStoreWriter:
                 *box,
                 np.nan if row.score is None else row.score,
                 row.label,
-                row.box_exceeds_window,
+                row.box_exceeds_patch,
                 data,
             )
             for column, value in zip(self._columns.values(), values, strict=True):

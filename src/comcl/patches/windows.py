@@ -1,9 +1,10 @@
 """Where patches are cut: square windows around detected lesions, random windows inside the field of view.
 
-Every window is ``(x0, y0, x1, y1)`` in integer pixels, half-open (``x1 = x0 + size``), so
-``image[y0:y1, x0:x1]`` is exactly the patch. Boxes are the detector's ``(x1, y1, x2, y2)`` floats.
-A window is never shrunk at the border of the image but shifted inside it: every patch has the same
-size, and a lesion near the border stays in its patch, off centre.
+Every window is ``(x0, y0, x1, y1)`` in integer pixels, half-open (``x1 = x0 + side``), so
+``image[y0:y1, x0:x1]`` is exactly the window. Boxes are the detector's ``(x1, y1, x2, y2)`` floats.
+A window is ``size`` wide, or as wide as a larger lesion box (the patch stage resizes it to ``size``,
+so that the patch shows the whole lesion rather than its centre). A window is never shrunk at the
+border of the image but shifted inside it: a lesion near the border stays in its patch, off centre.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ Window = tuple[int, int, int, int]
 
 
 def expand_box(box: tuple[float, float, float, float], width: int, height: int, size: int) -> tuple[Window, bool]:
-    """The ``size`` x ``size`` window centred on ``box``, shifted inside the image, and whether the box
-    is wider or taller than ``size`` (the patch then shows only the box's centre)."""
+    """The square window centred on ``box``, shifted inside the image, and whether the box is wider or
+    taller than ``size``. The window is ``size`` wide, or, for a larger box, as wide as the box's longer
+    side (at most the image's shorter side, the box then clipped to it)."""
     if width < size or height < size:
         raise ValueError(
             f"the image is {width} x {height} px and patches are {size} px: use a smaller patch size or larger images"
         )
     x1, y1, x2, y2 = box
+    larger = bool(x2 - x1 > size or y2 - y1 > size)
+    side = min(max(size, math.ceil(max(x2 - x1, y2 - y1))), width, height)
     # floor(v + 0.5) rounds halves up, where round() would round them to even and jitter the centre.
-    x0 = min(max(math.floor((x1 + x2 - size) / 2 + 0.5), 0), width - size)
-    y0 = min(max(math.floor((y1 + y2 - size) / 2 + 0.5), 0), height - size)
-    return (x0, y0, x0 + size, y0 + size), bool(x2 - x1 > size or y2 - y1 > size)
+    x0 = min(max(math.floor((x1 + x2 - side) / 2 + 0.5), 0), width - side)
+    y0 = min(max(math.floor((y1 + y2 - side) / 2 + 0.5), 0), height - side)
+    return (x0, y0, x0 + side, y0 + side), larger
 
 
 def fov_windows(fov: np.ndarray, k: int, size: int, rng: np.random.Generator, min_coverage: float) -> list[Window]:

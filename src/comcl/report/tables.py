@@ -507,6 +507,7 @@ def _notes(
     versions: Sequence[str],
     context: Mapping[str, Any],
     layout: Mapping[str, Any],
+    indexes: Mapping[str, Mapping[str, Any]],
 ) -> tuple[str, ...]:
     """The configuration that produced the tables, so that a table read on its own says what it measures."""
     finetune, pretrain = context["finetune"], context["pretrain"]
@@ -525,7 +526,9 @@ def _notes(
         sizes = _sizes({version: runs[version] for version in versions if version in runs}, layout)
         root = context["datasets"].get(dataset, {}).get("root")
         where = f"root {root}; " if root else ""
-        lines.append(f"{_label(layout, 'datasets', dataset)}: {where}split sizes {sizes}.")
+        removed = indexes.get(dataset, {}).get("boxed_test_images_removed")
+        boxed = f" {removed} test images of its box list left the test split: they train the lesion detector." if removed else ""
+        lines.append(f"{_label(layout, 'datasets', dataset)}: {where}split sizes {sizes}.{boxed}")
     return tuple(lines)
 
 
@@ -544,6 +547,16 @@ def _with_pretraining(run: Mapping[str, Any], document: dict[str, Any]) -> tuple
     return {**document, "init": init}, summary
 
 
+def _read_indexes(paths: Mapping[str, str | Path]) -> dict[str, dict[str, Any]]:
+    summaries = {}
+    for dataset, path in paths.items():
+        try:
+            summaries[dataset] = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise DataError(f"cannot read the index summary: {error}", path=path, hint="run the index stage again") from error
+    return summaries
+
+
 def _start_note(summary: pd.DataFrame) -> str | None:
     """One note for the whole table when every method had the same start (else the rows started from scratch get
     a dagger)."""
@@ -556,12 +569,17 @@ def _start_note(summary: pd.DataFrame) -> str | None:
 
 
 def write_tables(
-    runs: Sequence[Mapping[str, Any]], variants: Mapping[str, Mapping[str, Any]], context: Mapping[str, Any], folder: str | Path
+    runs: Sequence[Mapping[str, Any]],
+    variants: Mapping[str, Mapping[str, Any]],
+    context: Mapping[str, Any],
+    folder: str | Path,
+    indexes: Mapping[str, str | Path] | None = None,
 ) -> None:
     """Write ``<folder>/<table>.<format>`` for each of :data:`TABLES` and :data:`FORMATS`, and
     ``<folder>/per_class_<dataset>.csv`` per dataset. ``variants``: method -> its pretraining variant definition (for
     the names of unlisted variants and Table 3's level pairs, so the marks say what ran); ``context``: the datasets
-    (name -> format and root, in table order), versions, seeds and the fine-tuning and pretraining settings."""
+    (name -> format and root, in table order), versions, seeds and the fine-tuning and pretraining settings;
+    ``indexes``: dataset -> the summary.json of its original index (how many boxed images left its test split)."""
     layout = _layout()
     loaded, partial = [], {}
     for run in runs:
@@ -587,7 +605,7 @@ def write_tables(
         versions=versions,
         metrics={dataset: TASK_METRICS[task] for dataset, task in tasks.items()},
         variants=variants,
-        notes=(*([start] if start else []), *_notes(loaded, datasets, versions, context, layout)),
+        notes=(*([start] if start else []), *_notes(loaded, datasets, versions, context, layout, _read_indexes(indexes or {}))),
         seeds=len(context["seeds"]),
     )
     folder = Path(folder)

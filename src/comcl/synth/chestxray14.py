@@ -26,6 +26,7 @@ from comcl.degrade.chest import degrade_chest, random_chest_kinds
 from comcl.io import save_image
 from comcl.parallel import item_seeds, parallel_map
 from comcl.synth.chest import render_chest
+from comcl.synth.patients import chest_test_patients
 
 FIELD_OF_VIEW_MM = 360.0
 
@@ -115,7 +116,7 @@ def generate(root: Path, spec: ChestSpec, seed: int, workers: int) -> pd.DataFra
     truth = pd.DataFrame(parallel_map(functools.partial(_render, root=root, size=spec.size), jobs, workers, desc="synthetic ChestX-ray14"))
 
     patients = entries["Patient ID"].unique()
-    n_test = min(len(patients) - 1, max(1, round(spec.test_patient_share * len(patients))))
+    n_test = chest_test_patients(len(patients), spec.test_patient_share)
     test_patients = set(rng.choice(patients, size=n_test, replace=False).tolist())
     truth["split"] = np.where(entries["Patient ID"].isin(test_patients), "test", "train")
     nih.write_data_entry(root / nih.DATA_ENTRY_FILE, entries)

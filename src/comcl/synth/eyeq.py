@@ -29,6 +29,7 @@ from comcl.io import save_image
 from comcl.parallel import item_seeds, parallel_map
 from comcl.synth.fundus import render_fundus
 from comcl.synth.grading import DR_GRADES, grade_from_counts, sample_lesion_counts
+from comcl.synth.patients import eyeq_patients
 
 SPLITS = ("train", "test")
 
@@ -58,7 +59,7 @@ def plan(spec: EyeQSpec, seed: int) -> list[_Job]:
     """Decide every image's name, target grade and quality before any rendering."""
     rng = np.random.default_rng([seed, 1])
     sizes = {"train": spec.n_train, "test": spec.n_test}
-    n_patients = {split: (n + 1) // 2 for split, n in sizes.items()}
+    n_patients = {split: eyeq_patients(n) for split, n in sizes.items()}
     ids = np.sort(rng.choice(np.arange(1, 100_000), size=sum(n_patients.values()), replace=False))
     rng.shuffle(ids)
     weights = np.asarray(spec.grade_distribution, dtype=float)

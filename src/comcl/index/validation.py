@@ -1,0 +1,24 @@
+"""How many training patients the index holds out for validation: one rule for the index stage and
+for the workflow's load-time check. Standard library only: the workflow imports this module while it parses."""
+
+from __future__ import annotations
+
+
+def validation_count(patients: int, share: float) -> int:
+    """Patients of a train split of ``patients`` that go to the validation split."""
+    return round(share * patients)
+
+
+def validation_problem(patients: int, share: float) -> tuple[str, str] | None:
+    """Why ``share`` cannot split ``patients`` training patients into non-empty train and val splits, and
+    what to do about it; ``None`` when it can."""
+    count = validation_count(patients, share)
+    if 0 < count < patients:
+        return None
+    empty = "validation" if count == 0 else "train"
+    problem = (
+        f"index.val_share {share} of the {patients} training patients leaves the {empty} split empty ({count} go to validation)"
+    )
+    if patients < 2:
+        return problem, "the train split needs at least 2 patients, one for training and one for validation: use more data"
+    return problem, f"set index.val_share between {1 / patients:.3g} and {(patients - 1) / patients:.3g}, or use more patients"
