@@ -12,5 +12,6 @@ with job_log(snakemake.log[0]):  # noqa: F821
     detections, _ = read_table(snakemake.input.detections)  # noqa: F821
     windows = pd.read_parquet(snakemake.input.store, columns=["image_id", "x0", "y0", "x1", "y1"])  # noqa: F821
     image_size = read_store_metadata(snakemake.input.store)["image_size"]  # noqa: F821
-    draw_windows(index, meta, detections, windows, image_size, snakemake.params.conf, snakemake.output.windows, snakemake.params.seed)  # noqa: F821
+    params = snakemake.params  # noqa: F821
+    draw_windows(index, meta, detections, windows, image_size, params.conf, snakemake.output.windows, params.seed)  # noqa: F821
     draw_mosaic(snakemake.input.store, snakemake.output.mosaic, snakemake.params.seed)  # noqa: F821
