@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,13 +123,18 @@ def _detections(tmp_path: Path, *boxes: tuple[float, float, float, float]) -> Pa
     return tmp_path / "detections.parquet"
 
 
-def test_patches_are_cut_at_the_fine_tuning_scale(planted, tmp_path):
-    index, image = planted
-    params = dict(PARAMS, size=12)
-    detections = _detections(tmp_path, (96.0, 40.0, 120.0, 52.0))
-    summary = run_patches(index, detections, params, 50, tmp_path / "p.parquet", tmp_path / "p.json", workers=1)
+def _one_patch(index: Path, tmp_path: Path, box: tuple[float, float, float, float]) -> tuple[PatchDataset, Any, dict]:
+    """The store of 12 px patches cut at a 50 px fine-tuning scale from one detection, its one row, the summary."""
+    detections = _detections(tmp_path, box)
+    summary = run_patches(index, detections, dict(PARAMS, size=12), 50, tmp_path / "p.parquet", tmp_path / "p.json", workers=1)
     store = PatchDataset(tmp_path / "p.parquet")
     (row,) = store.index.itertuples()
+    return store, row, summary
+
+
+def test_patches_are_cut_at_the_fine_tuning_scale(planted, tmp_path):
+    index, image = planted
+    store, row, summary = _one_patch(index, tmp_path, (96.0, 40.0, 120.0, 52.0))
     assert (row.box_x1, row.box_y1, row.box_x2, row.box_y2) == (24.0, 20.0, 30.0, 26.0)  # the box in the fine-tuning frame
     assert (row.x0, row.y0, row.x1, row.y1) == (21, 17, 33, 29) and not row.box_exceeds_patch
     patch = store[0]
@@ -141,11 +147,7 @@ def test_patches_are_cut_at_the_fine_tuning_scale(planted, tmp_path):
 
 def test_a_box_larger_than_a_patch_is_resized_into_it_not_cut_to_its_centre(planted, tmp_path):
     index, image = planted
-    params = dict(PARAMS, size=12)
-    detections = _detections(tmp_path, (0.0, 50.0, 80.0, 90.0))
-    summary = run_patches(index, detections, params, 50, tmp_path / "p.parquet", tmp_path / "p.json", workers=1)
-    store = PatchDataset(tmp_path / "p.parquet")
-    (row,) = store.index.itertuples()
+    store, row, summary = _one_patch(index, tmp_path, (0.0, 50.0, 80.0, 90.0))
     assert (row.x0, row.y0, row.x1, row.y1) == (0, 25, 20, 45) and row.box_exceeds_patch
     patch = store[0]
     resized = resize_square(image, 50)
