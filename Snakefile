@@ -1,5 +1,8 @@
 # comcl: CoMCL as a Snakemake workflow. `snakemake --cores all` runs the embedded synthetic demo;
 # `snakemake --cores all --configfile config/paper.yaml` runs the paper configuration on real data.
+import sys
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -8,7 +11,15 @@ min_version("9.0")
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The load-time checks need only the standard library, from the repository itself (with --use-conda, Snakemake's
+# environment is not the jobs' one).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from comcl.schema import SCHEMA_FILE, config_problem
+
+try:
+    validate(config, SCHEMA_FILE)
+except WorkflowError as error:
+    raise WorkflowError(config_problem(error)) from None
 
 
 report: "workflow/report/workflow.rst"

@@ -26,3 +26,11 @@ def test_a_checkpoint_of_another_configuration_is_refused_and_not_resumed(tmp_pa
         load_checkpoint(tmp_path / "checkpoint.pt", "stamp of run B")
     assert resume_state(tmp_path / "checkpoint.pt", "stamp of run B") is None
     assert resume_state(tmp_path / "missing.pt", "stamp of run A") is None
+
+
+def test_the_temporary_file_of_a_write_that_a_kill_interrupted_is_removed_on_the_next_start(tmp_path):
+    save_checkpoint(tmp_path / "checkpoint.pt", "stamp", {"step": 3})
+    stale = tmp_path / ".checkpoint.k2j4x_.part.pt"  # what atomic_path leaves when killed before its rename
+    stale.write_bytes(b"half a checkpoint")
+    assert resume_state(tmp_path / "checkpoint.pt", "stamp")["step"] == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.pt"]

@@ -17,7 +17,7 @@ from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
 from comcl.detector.annotations import lesion_annotations, mask_boxes, write_lesion_annotations
 from comcl.detector.detect import detect, load_detector
-from comcl.detector.train import train_detector
+from comcl.detector.train import _own_checkpoint, train_detector
 from comcl.errors import DataError
 from comcl.io import save_image, write_table
 from tests.conftest import REPO
@@ -226,3 +226,17 @@ def test_a_corrupt_image_is_named(tiny_detector, tmp_path):
     images = pd.DataFrame({"image_id": ["x1"], "path": [str(broken)], "split": ["train"], "level": ["L"]})
     with pytest.raises(DataError, match=r"broken.jpg: cannot decode image 'x1'"):
         detect(model, meta, images, batch_size=1, workers=0)
+
+
+def test_the_detector_resumes_only_from_a_checkpoint_file_in_its_own_work_folder(tmp_path):
+    """MMEngine's ``last_checkpoint`` pointer is followed only into the work folder: resuming unpickles the file."""
+    work, outside = tmp_path / "work", tmp_path / "planted.pth"
+    work.mkdir()
+    outside.write_bytes(b"anything")
+    (work / "iter_2.pth").write_bytes(b"checkpoint")
+    (work / "link.pth").symlink_to(outside)
+    for pointer in (str(outside), "../planted.pth", str(work / "link.pth"), str(work / "missing.pth")):
+        (work / "last_checkpoint").write_text(pointer)
+        assert _own_checkpoint(work) is None, pointer
+    (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
+    assert _own_checkpoint(work) == (work / "iter_2.pth").resolve()

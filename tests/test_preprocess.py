@@ -4,6 +4,7 @@ reported) where there is not, outputs are square, and a rerun keeps what is alre
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -172,16 +173,35 @@ def eyeq_dataset(root: Path, fundus: FundusRendering) -> dict:
 
 def test_a_dataset_is_preprocessed_split_by_split_keeping_the_file_names(fundus, tmp_path):
     dataset = eyeq_dataset(tmp_path / "eyeq", fundus)
-    result = run_preprocess(dataset, tmp_path / "out", tmp_path / "summary.json", SIZE, workers=1)
+    result = run_preprocess(dataset, tmp_path / "out", tmp_path / "work", tmp_path / "summary.json", SIZE, workers=1)
     assert (tmp_path / "out/train/10_left.jpeg").is_file() and (tmp_path / "out/test/11_right.jpeg").is_file()
     assert result["splits"]["train"]["methods"]["circle"] == 1
     assert [item["image_id"] for item in result["splits"]["test"]["fallback"]] == ["11_right"]
     assert json.loads((tmp_path / "summary.json").read_text()) == result
 
 
+def test_a_stopped_stage_resumes_from_its_work_folder_after_its_output_folder_was_deleted(fundus, tmp_path, caplog):
+    """Snakemake deletes a stage's output folder before it reruns the stage: the work folder survives."""
+    dataset = eyeq_dataset(tmp_path / "eyeq", fundus)
+    out, work = tmp_path / "out", tmp_path / "work"
+    (tmp_path / "eyeq/test/11_right.jpeg").rename(tmp_path / "later.jpeg")
+    with pytest.raises(DataError):  # stopped part-way: one image done, one missing
+        run_preprocess(dataset, out, work, tmp_path / "summary.json", SIZE, workers=1)
+    done = work / "train/10_left.jpeg"
+    made = done.stat().st_mtime_ns
+    stale = work / "test/.11_right.abc123.part.jpeg"  # a write that a kill interrupted
+    stale.write_bytes(b"half")
+    (tmp_path / "later.jpeg").rename(tmp_path / "eyeq/test/11_right.jpeg")
+    with caplog.at_level(logging.INFO, logger="comcl.datasets.preprocess"):
+        run_preprocess(dataset, out, work, tmp_path / "summary.json", SIZE, workers=1)
+    assert done.stat().st_mtime_ns == made and not stale.exists()
+    assert any("1 already up to date" in record.getMessage() for record in caplog.records)
+    assert (out / "train/10_left.jpeg").samefile(done) and (out / "test/11_right.jpeg").is_file()
+
+
 def test_an_image_the_labels_name_but_the_folder_lacks_stops_the_stage_naming_it(fundus, tmp_path):
     dataset = eyeq_dataset(tmp_path / "eyeq", fundus)
     (tmp_path / "eyeq/test/11_right.jpeg").unlink()
     with pytest.raises(DataError, match=r"1 images named in Label_EyeQ_test.csv are missing or unreadable: .*11_right.jpeg"):
-        run_preprocess(dataset, tmp_path / "out", tmp_path / "summary.json", SIZE, workers=1)
-    assert not (tmp_path / "summary.json").exists()
+        run_preprocess(dataset, tmp_path / "out", tmp_path / "work", tmp_path / "summary.json", SIZE, workers=1)
+    assert not (tmp_path / "summary.json").exists() and not (tmp_path / "out").exists()

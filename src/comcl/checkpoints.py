@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from comcl.errors import DataError
-from comcl.io import atomic_path
+from comcl.io import atomic_path, remove_partial_writes
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,12 @@ def load_checkpoint(path: Path, stamp: str) -> dict[str, Any]:
 
 
 def resume_state(path: Path, stamp: str) -> dict[str, Any] | None:
-    """What a rerun continues from: the run's own checkpoint, or ``None`` (none yet, or another configuration's)."""
+    """What a rerun continues from: the run's own checkpoint, or ``None`` (none yet, or another configuration's).
+
+    The temporary file of a checkpoint write that a kill interrupted is deleted here: nothing else would.
+    """
+    for stale in remove_partial_writes(path.parent):
+        log.info("removed %s, left by a write that was interrupted", stale)
     if not path.is_file():
         return None
     try:

@@ -64,6 +64,23 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete what killed writes left under ``folder`` (the ``.*.part*`` files and folders of
+    :func:`atomic_path` and :func:`atomic_directory`); returns what was deleted.
+
+    A kill between the write and its rename is the one way these survive, and nothing else ever
+    looks at them: the next start of the stage that owns the folder clears them.
+    """
+    folder = Path(folder)
+    stale = sorted(folder.rglob(".*.part*")) if folder.is_dir() else []
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -8,10 +8,8 @@ from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-# The data checks run while the workflow loads, in whatever environment runs Snakemake (with
-# --use-conda, not the jobs' one): they need only the standard library, from the repository itself.
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from comcl.datasets.sources import describe, needs
+from comcl.detector.model_files import model_digest
 from comcl.index.validation import validation_problem
 from comcl.synth.patients import chest_test_patients, eyeq_patients
 
@@ -20,7 +18,30 @@ DATASETS = list(config["datasets"])
 SYNTHETIC = config["synthetic"]["datasets"]
 
 
-PROPORTIONS = {f"lq{round(p * 100)}": p for p in config["degrade"]["proportions"]}
+def check_results_folder():
+    """`results` is where every rule writes, and the synthetic data go under it: never the file system's root."""
+    folder = Path(RESULTS).resolve()
+    if not RESULTS.strip() or folder == Path(folder.anchor):
+        raise WorkflowError(f"results is {RESULTS!r}: set it to a folder of its own, such as results/mydata")
+
+
+def proportion_versions(proportions):
+    """The dataset version of each low-quality proportion, named by its percentage: two that round to one name
+    would write one folder, so they are refused."""
+    versions = {}
+    for proportion in proportions:
+        name = f"lq{round(proportion * 100)}"
+        if name in versions:
+            raise WorkflowError(
+                f"degrade.proportions {versions[name]} and {proportion} are both version {name} (a version is named by "
+                "its percentage): keep one, or make them differ by at least 0.01"
+            )
+        versions[name] = proportion
+    return versions
+
+
+check_results_folder()
+PROPORTIONS = proportion_versions(config["degrade"]["proportions"])
 
 
 wildcard_constraints:
@@ -121,7 +142,11 @@ def report_missing_data():
 
 
 _model = config["detector"]["model"]
-DETECTOR_MODEL = _model if _model.endswith(".py") else str(Path(workflow.basedir) / "config" / "detector" / f"{_model}.py")
+_model_file = _model if _model.endswith(".py") else os.path.relpath(Path(workflow.basedir) / "config" / "detector" / f"{_model}.py")
+# The detector rules rerun when the model's content changes (the digest is a param), not when a checkout moved or
+# cloned again gives its file another path or time stamp.
+DETECTOR_MODEL = ancient(_model_file)
+DETECTOR_MODEL_DIGEST = model_digest(_model_file)
 
 
 def load_variant(name):

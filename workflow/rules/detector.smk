@@ -54,6 +54,7 @@ rule train_detector:
             ]
         },
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/detector/work",
+        model_digest=DETECTOR_MODEL_DIGEST,
     log:
         f"{RESULTS}/logs/train_detector/{{dataset}}.log",
     benchmark:
@@ -78,6 +79,7 @@ rule detect:
         f"{RESULTS}/{{dataset}}/{{version}}/detections.parquet",
     params:
         detect=section("detect"),
+        model_digest=DETECTOR_MODEL_DIGEST,
     log:
         f"{RESULTS}/logs/detect/{{dataset}}_{{version}}.log",
     benchmark:

@@ -8,6 +8,8 @@ rule preprocess:
     params:
         dataset=lambda wildcards: dataset_section(wildcards.dataset),
         size=config["preprocess"]["size"],
+        # Not an output: Snakemake deletes outputs before a rerun, and this is what a stopped run resumes from.
+        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/preprocessed/work",
     log:
         f"{RESULTS}/logs/preprocess/{{dataset}}.log",
     benchmark:

@@ -33,6 +33,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -46,7 +48,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from comcl.datasets import eyeq
 from comcl.degrade.fundus import estimate_fov_mask
 from comcl.errors import DataError
-from comcl.io import JPEG_QUALITY, atomic_path, write_json
+from comcl.io import JPEG_QUALITY, atomic_directory, atomic_path, remove_partial_writes, write_json
 from comcl.parallel import parallel_map
 
 log = logging.getLogger(__name__)
@@ -293,22 +295,31 @@ def preprocess_folder(
 
 
 
-def run_preprocess(dataset: Mapping[str, Any], destination: str | Path, summary: str | Path, size: int, workers: int) -> dict[str, Any]:
+def run_preprocess(
+    dataset: Mapping[str, Any], destination: str | Path, work: str | Path, summary: str | Path, size: int, workers: int
+) -> dict[str, Any]:
     """Every image of an EyeQ-format dataset's label files, preprocessed to ``destination/<split>/<name>``.
 
     The output keeps each image's file name, so the index reads the preprocessed folders with the
     same label files. An image the label files name but the image folder lacks (or that cannot be
     decoded) stops the stage with a list: the index of a partial download would be silently smaller.
+
+    Images are made in ``work`` and hard-linked into ``destination`` once all are there: a workflow
+    manager deletes a stage's output folder before it reruns the stage, and the work folder, which
+    it does not own, is what lets a stopped run resume where it was.
     """
-    root, destination = Path(dataset["root"]), Path(destination)
+    root, work = Path(dataset["root"]), Path(work)
+    remove_partial_writes(work)
     result: dict[str, Any] = {"size": size, "splits": {}}
+    made: list[Path] = []
     for split, labels in dataset["labels"].items():
         names = eyeq.read_labels(root / labels)["image"]
         folder = root / dataset["images"][split]
         parts = []
         for suffix, group in names.groupby(names.map(lambda name: Path(name).suffix)):
             sources = [(Path(name).stem, folder / name) for name in group]
-            parts.append(preprocess_folder(sources, destination / split, size, workers, suffix=suffix))
+            parts.append(preprocess_folder(sources, work / split, size, workers, suffix=suffix))
+            made += [work / split / f"{image_id}{suffix}" for image_id, _ in sources]
         unreadable = [item for part in parts for item in part["unreadable"]]
         if unreadable:
             listed = ", ".join(item["path"] for item in unreadable[:5]) + (", ..." if len(unreadable) > 5 else "")
@@ -322,5 +333,17 @@ def run_preprocess(dataset: Mapping[str, Any], destination: str | Path, summary:
             "methods": {method: sum(part["methods"][method] for part in parts) for method in METHODS},
             "fallback": [item for part in parts for item in part["fallback"]],
         }
+    with atomic_directory(destination) as staging:
+        for path in made:
+            _link(path, staging / path.relative_to(work))
     write_json(summary, result)
     return result
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link (no second copy of a dataset's images), or a copy where the file system has none."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -164,8 +164,25 @@ def _prepare_work_dir(work_dir: Path, stamp: str) -> str | None:
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp_file.write_text(stamp)
-    latest = find_latest_checkpoint(str(work_dir))
-    return RESUME_SCHEME + latest if latest else None
+    latest = _own_checkpoint(work_dir)
+    return RESUME_SCHEME + str(latest) if latest else None
+
+
+def _own_checkpoint(work_dir: Path) -> Path | None:
+    """The checkpoint MMEngine's ``last_checkpoint`` points to, if it is one of this run's own files.
+
+    Resuming unpickles the file (see the module docstring), so the pointer is followed only to a
+    regular file directly in the work folder, symlinks resolved: a pointer to anywhere else is ignored.
+    """
+    pointer = find_latest_checkpoint(str(work_dir))
+    if not pointer:
+        return None
+    folder = work_dir.resolve()
+    target = (folder / pointer).resolve()
+    if target.parent != folder or target.suffix != ".pth" or not target.is_file():
+        log.warning("not resuming from %s: the detector resumes only from a .pth file in its work folder %s", pointer, work_dir)
+        return None
+    return target
 
 
 def export_checkpoint(path: str | Path, model: torch.nn.Module, classes: list[str], definition: dict, scale: tuple[int, int]) -> None:

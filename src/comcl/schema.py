@@ -1,0 +1,39 @@
+"""A configuration that the schema refuses, told in one short message.
+
+Snakemake's ``validate`` reports a refusal with the whole schema printed after it (some 1,800
+lines for this workflow's), which buries the one line that matters. This module turns jsonschema's
+error into where it is (the key path), what is wrong, and, for a misspelt key, the keys that
+section has. Standard library only: it runs when the workflow loads, in Snakemake's environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+SCHEMA_FILE = "workflow/schemas/config.schema.yaml"
+
+
+def config_problem(error: BaseException) -> str:
+    """The message for a refused configuration: ``error`` is Snakemake's WorkflowError, which keeps
+    jsonschema's ValidationError as its context; without one, its first two lines."""
+    cause = error.__context__
+    if not hasattr(cause, "absolute_path"):
+        return "\n".join(str(error).splitlines()[:2])
+    where = ".".join(str(part) for part in cause.absolute_path) or "the top level"
+    message = f"configuration error at {where}: {cause.message}"
+    if cause.validator == "additionalProperties":
+        message += _known_keys(cause.instance, cause.schema)
+    return f"{message}\n  Every key, with its meaning and default: {SCHEMA_FILE}"
+
+
+def _known_keys(instance: Any, schema: Mapping[str, Any]) -> str:
+    """The keys the section has, and the closest to each unknown one: a misspelling is the usual cause."""
+    known = list(schema.get("properties", {}))
+    if not known or not isinstance(instance, Mapping):
+        return ""
+    unknown = [key for key in instance if key not in known]
+    guesses = [f"{key!r} -> {match[0]!r}" for key in unknown if (match := difflib.get_close_matches(str(key), known, n=1))]
+    text = f"\n  This section's keys: {', '.join(known)}"
+    return text + (f"\n  Did you mean: {'; '.join(guesses)}" if guesses else "")
