@@ -1,5 +1,6 @@
 # comcl: CoMCL as a Snakemake workflow. `snakemake --cores all` runs the embedded synthetic demo;
-# `snakemake --cores all --configfile config/paper.yaml` runs the paper configuration on real data.
+# `snakemake --cores all --configfile config/paper.yaml` runs the paper configuration on real data: a configuration
+# file given on the command line starts from the schema's defaults (config/README.md), not from the demo.
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -8,7 +9,13 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: Path(workflow.basedir) / "config" / "config.yaml"
+# A configuration starts from the schema's defaults, the paper's values. The demo's file applies only when no
+# --configfile is given, so that a user's file needs only what differs from the paper and no demo value (its
+# batch of 8, its 2 epochs) slips into a run that did not ask for it.
+if not workflow.overwrite_configfiles:
+
+    configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
 
 
 # The load-time checks need only the standard library, from the repository itself (with --use-conda, Snakemake's
@@ -40,11 +47,12 @@ include: "workflow/rules/report.smk"
 
 # On a cluster, the cheap rules (tables, figures, gathering) and the downloads (compute nodes may have no
 # internet) run on the machine that submits the jobs.
-localrules: all, fetch_dataset, fetch_lesions, degradation_gallery, patch_figures, finetune_figures, tables, benchmark_summary
+localrules: all, resolved_config, fetch_dataset, fetch_lesions, degradation_gallery, patch_figures, finetune_figures, tables, benchmark_summary
 
 
 rule all:
     input:
+        rules.resolved_config.output,
         expand(f"{RESULTS}/figures/contact_sheet_{{name}}.png", name=SYNTHETIC),
         expand(
             f"{RESULTS}/{{dataset}}/original/{{file}}",

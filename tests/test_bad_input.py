@@ -3,6 +3,7 @@ Configuration errors that can be known before any job runs fail when the workflo
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image, ImageFile
 
 from comcl.datasets import chestxray14 as nih
 from comcl.errors import DataError
@@ -17,7 +19,7 @@ from comcl.index.build import run_index
 from comcl.weights import IMAGENET_URLS
 from tests.conftest import REPO
 from tests.test_index import CHEST_FILES, EYEQ_LABELS_ONLY
-from tests.tiny_workflow import SNAKEMAKE
+from tests.tiny_workflow import SNAKEMAKE, over_the_demo
 
 
 @pytest.fixture()
@@ -34,15 +36,19 @@ def chest_copy(synthetic_chest, tmp_path) -> Path:
     return root
 
 
-def index(root: Path, out: Path, section: dict, check: str = "header", val_share: float = 0.25) -> None:
-    run_index("dataset", {**section, "root": str(root)}, check, 1, val_share, 0, out / "index.parquet", out / "summary.json")
+def index(
+    root: Path, out: Path, section: dict, check: str = "header", val_share: float = 0.25, workers: int = 1
+) -> None:
+    run_index(
+        "dataset", {**section, "root": str(root)}, check, workers, val_share, 0, out / "index.parquet", out / "summary.json"
+    )
 
 
 def expect_error(
-    root: Path, out: Path, section: dict, *fragments: str, check: str = "header", val_share: float = 0.25
+    root: Path, out: Path, section: dict, *fragments: str, check: str = "header", val_share: float = 0.25, workers: int = 1
 ) -> DataError:
     with pytest.raises(DataError) as caught:
-        index(root, out, section, check, val_share)
+        index(root, out, section, check, val_share, workers)
     message = str(caught.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
@@ -75,10 +81,94 @@ def test_unreadable_image(eyeq_copy, tmp_path):
     expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, "Label_EyeQ_test.csv", victim.name, "unreadable")
 
 
-def test_truncated_image_is_caught_by_decode(eyeq_copy, tmp_path):
+def encoded(victim: Path, form: str) -> bytes:
+    """The pixels of ``victim`` encoded as ``form`` (JPEG or PNG): the image check goes by content, not by name."""
+    buffer = io.BytesIO()
+    with Image.open(victim) as image:
+        image.save(buffer, format=form)
+    return buffer.getvalue()
+
+
+def cut(victim: Path, form: str) -> None:
+    """Leave ``victim`` a ``form`` file cut at 40 %, as an interrupted download or copy does."""
+    data = encoded(victim, form)
+    victim.write_bytes(data[: len(data) * 2 // 5])
+
+
+def corrupt(victim: Path) -> None:
+    """Leave ``victim`` a JPEG with two of its middle bytes overwritten. JPEG has no checksum: libjpeg notices
+    only damage that puts its decoder out of step, as a stray marker (here: the end of image) always does."""
+    data = bytearray(encoded(victim, "JPEG"))
+    data[len(data) // 2 : len(data) // 2 + 2] = b"\xff\xd9"
+    victim.write_bytes(bytes(data))
+
+
+def line_of(labels: Path, name: str) -> int:
+    return next(number for number, text in enumerate(labels.read_text().splitlines(), 1) if name in text)
+
+
+@pytest.mark.parametrize("check", ["header", "decode"])
+@pytest.mark.parametrize("form", ["JPEG", "PNG"])
+def test_a_cut_eyeq_image_is_refused_with_its_line(eyeq_copy, tmp_path, form, check):
     victim = sorted((eyeq_copy / "test").iterdir())[1]
-    victim.write_bytes(victim.read_bytes()[: 600])
-    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, victim.name, "unreadable", check="decode")
+    cut(victim, form)
+    labels = eyeq_copy / "Label_EyeQ_test.csv"
+    line = line_of(labels, victim.name)
+    error = expect_error(
+        eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, str(labels), f"line {line}: ", victim.name, "truncated", check=check
+    )
+    assert error.line == line
+
+
+@pytest.mark.parametrize("check", ["header", "decode"])
+@pytest.mark.parametrize("form", ["JPEG", "PNG"])
+def test_a_cut_chest_image_is_refused_with_its_line(chest_copy, tmp_path, form, check):
+    victim = sorted((chest_copy / "images").iterdir())[2]
+    cut(victim, form)
+    entry = chest_copy / "Data_Entry_2017.csv"
+    line = line_of(entry, victim.name)
+    error = expect_error(
+        chest_copy, tmp_path / "out", CHEST_FILES, str(entry), f"line {line}: ", victim.name, "truncated", check=check
+    )
+    assert error.line == line
+
+
+def test_a_corrupt_jpeg_passes_the_header_check_and_is_refused_by_decode_with_its_line(eyeq_copy, tmp_path):
+    victim = sorted((eyeq_copy / "train").iterdir())[2]
+    corrupt(victim)
+    index(eyeq_copy, tmp_path / "header", EYEQ_LABELS_ONLY, check="header")
+    labels = eyeq_copy / "Label_EyeQ_train.csv"
+    line = line_of(labels, victim.name)
+    error = expect_error(
+        eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, f"line {line}: ", victim.name, "corrupt", "libjpeg", check="decode"
+    )
+    assert error.line == line
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"), [(lambda victim: cut(victim, "PNG"), "truncated"), (corrupt, "corrupt")], ids=["cut PNG", "corrupt JPEG"]
+)
+def test_a_bad_chest_image_stops_the_quality_score_with_its_line(chest_copy, tmp_path, damage, reason):
+    """With the image check at ``exists``, the quality score is the first to decode the images, on worker processes."""
+    name = (chest_copy / "train_val_list.txt").read_text().split()[0]
+    damage(chest_copy / "images" / name)
+    entry = chest_copy / "Data_Entry_2017.csv"
+    line = line_of(entry, name)
+    error = expect_error(
+        chest_copy, tmp_path / "out", CHEST_FILES, str(entry), f"line {line}: ", name, reason, "quality score",
+        check="exists", workers=2,
+    )
+    assert error.line == line
+
+
+def test_decode_refuses_a_broken_png_even_where_pil_is_told_to_load_truncated_images(chest_copy, tmp_path, monkeypatch):
+    """A cut PNG whose end chunk was put back passes the header check; PIL would pad it with grey."""
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    victim = sorted((chest_copy / "images").iterdir())[3]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) * 2 // 5] + data[-12:])
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, victim.name, "truncated", check="decode")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES, "the setting is left as it was"
 
 
 def test_missing_column(eyeq_copy, tmp_path):
@@ -195,7 +285,7 @@ def test_a_test_split_wholly_in_the_box_list_is_refused(chest_copy, tmp_path):
 def load(tmp_path: Path, overlay: dict) -> str:
     """A dry run of the demo configuration with ``overlay`` merged over it; its output, having failed."""
     (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    command = [*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "overlay.yaml")]
+    command = [*SNAKEMAKE, "-n", *over_the_demo(tmp_path / "overlay.yaml")]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0, "the workflow loaded"
     return result.stdout + result.stderr

@@ -1,7 +1,8 @@
-"""The fetch stage on data served from 127.0.0.1: real EyeQ label files, NIH archives, a Kaggle client, an IDRiD zip."""
+"""The fetch stage on data served from 127.0.0.1: real EyeQ label files, NIH files over https, a Kaggle client, an IDRiD zip."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -16,6 +17,7 @@ from comcl.datasets.fetch import check_idrid, fetch_source, kaggle_client
 from comcl.datasets.sources import needs
 from comcl.download import md5sum
 from comcl.errors import DataError
+from tests.tls import https_server  # noqa: F401 (a fixture; NIH files have no checksum, so they come over https)
 
 EYEQ_MD5 = {"train": "b682c36cbce65666fdc6f6970e180dc7", "test": "aaffe5731ff61868b85ce2ec1978807f"}
 NIH_FILES = ["Data_Entry_2017.csv", "BBox_List_2017.csv", "train_val_list.txt", "test_list.txt"]
@@ -177,28 +179,49 @@ def serve_chest(server, root: Path, images: list[Path]) -> dict:
     return {"files": {name: [f"{server.url}/{name}"] for name in NIH_FILES}, "archives": archives}
 
 
-def test_chest_labels_and_archives_are_downloaded_recorded_and_extracted_into_one_folder(http_server, synthetic_chest, tmp_path):
+def test_chest_labels_and_archives_are_downloaded_recorded_and_extracted_into_one_folder(https_server, synthetic_chest, tmp_path):
     source_root, _ = synthetic_chest
     images = sorted((source_root / "images").iterdir())
     root = tmp_path / "nih"
-    result = fetch_source("chestxray14", chest_source(root, **serve_chest(http_server, source_root, images)), tmp_path / "source.json")
+    source = chest_source(root, **serve_chest(https_server, source_root, images))
+    result = fetch_source("chestxray14", source, tmp_path / "source.json")
     assert sorted(p.name for p in (root / "images").iterdir()) == [image.name for image in images]
     assert result["images"]["labelled"] == result["data_entry"]["rows"] == len(images)
     manifest = json.loads((root / "checksums.json").read_text())
     assert sorted(manifest) == sorted([*NIH_FILES, "images_001.tar.gz", "images_002.tar.gz"])
     assert sorted(p.name for p in (root / "archives").iterdir()) == ["images_001.tar.gz.extracted", "images_002.tar.gz.extracted"]
 
-    requests = len(http_server.requests)
-    fetch_source("chestxray14", chest_source(root, **serve_chest(http_server, source_root, images)), tmp_path / "source.json")
-    assert len(http_server.requests) == requests
+    requests = len(https_server.requests)
+    fetch_source("chestxray14", chest_source(root, **serve_chest(https_server, source_root, images)), tmp_path / "source.json")
+    assert len(https_server.requests) == requests
 
 
-def test_chest_images_missing_from_the_archives_are_listed_with_their_rows(http_server, synthetic_chest, tmp_path):
+def test_an_archive_is_recorded_in_the_manifest_only_once_it_extracted(https_server, synthetic_chest, tmp_path):
+    source_root, _ = synthetic_chest
+    images = sorted((source_root / "images").iterdir())
+    root = tmp_path / "nih"
+    spec = serve_chest(https_server, source_root, images)
+    good = https_server.files["/images_001.tar.gz"]
+    https_server.files["/mirror/images_001.tar.gz"] = good[: len(good) // 2]  # a mirror with a broken copy
+    spec["archives"][0]["urls"] = [f"{https_server.url}/gone/images_001.tar.gz", f"{https_server.url}/mirror/images_001.tar.gz"]
+    with pytest.raises(DataError, match="images_001.tar.gz: (cannot read the archive|neither a tar nor a zip)"):
+        fetch_source("chestxray14", chest_source(root, **spec), tmp_path / "source.json")
+    assert sorted(json.loads((root / "checksums.json").read_text())) == sorted(NIH_FILES)  # the label files, not the archive
+
+    (root / "archives/images_001.tar.gz").unlink()  # as the error says; the mirror is fixed
+    https_server.files["/mirror/images_001.tar.gz"] = good
+    fetch_source("chestxray14", chest_source(root, **spec), tmp_path / "source.json")
+    manifest = json.loads((root / "checksums.json").read_text())
+    assert manifest["images_001.tar.gz"] == {"sha256": hashlib.sha256(good).hexdigest(), "size": len(good)}
+
+
+def test_chest_images_missing_from_the_archives_are_listed_with_their_rows(https_server, synthetic_chest, tmp_path):
     source_root, _ = synthetic_chest
     images = sorted((source_root / "images").iterdir())
     root = tmp_path / "nih"
     with pytest.raises(DataError, match=r"1 of \d+ labelled images are not in") as error:
-        fetch_source("chestxray14", chest_source(root, **serve_chest(http_server, source_root, images[1:])), tmp_path / "source.json")
+        source = chest_source(root, **serve_chest(https_server, source_root, images[1:]))
+        fetch_source("chestxray14", source, tmp_path / "source.json")
     assert f": {images[0].name}" in str(error.value) and "Data_Entry_2017.csv, line" in str(error.value)
 
 

@@ -13,6 +13,7 @@ import pytest
 from comcl.datasets import chestxray14 as nih
 from comcl.datasets.chestxray14 import TASK_FINDINGS
 from comcl.index.build import assign_levels, build_index, run_index, summarize
+from comcl.index.images import check_images
 from comcl.io import read_table
 
 EYEQ_LABELS_ONLY = {"format": "eyeq", "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
@@ -82,6 +83,14 @@ def test_exists_mode_checks_files_without_reading_them(synthetic_eyeq):
     root, truth = synthetic_eyeq
     frame, _ = build_index({**EYEQ_LABELS_ONLY, "root": str(root)}, check="exists", workers=1, **VALIDATION)
     assert len(frame) == len(truth) and frame["width"].isna().all()
+
+
+def test_the_header_check_allows_bytes_after_the_end_marker(synthetic_eyeq, tmp_path):
+    """Some writers pad a file after its end marker: only a missing marker means the file was cut short."""
+    padded = tmp_path / "padded.jpeg"
+    padded.write_bytes(next((synthetic_eyeq[0] / "train").iterdir()).read_bytes() + bytes(500))
+    frame = check_images(pd.DataFrame({"path": [str(padded)], "line": [2]}), "header", tmp_path / "labels.csv", workers=1)
+    assert (frame["width"].iloc[0], frame["height"].iloc[0]) == (120, 96)
 
 
 def test_synthetic_eyeq_index_matches_the_generator(synthetic_eyeq):

@@ -105,12 +105,15 @@ def test_a_folder_is_preprocessed_with_fallbacks_and_unreadable_files_reported_a
     src, dst = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     (src / "broken.jpeg").write_bytes(b"not a jpeg")
+    cut = write(src / "cut.jpeg", fundus.image).read_bytes()  # an interrupted download: OpenCV would pad it
+    (src / "cut.jpeg").write_bytes(cut[: len(cut) * 2 // 5])
     sources = [
         ("good", write(src / "good.jpeg", fundus.image)),
         ("oval", write(src / "oval.jpeg", oval(fundus))),
         ("hidden", write(src / "hidden.png", hidden(fundus))),
         ("black", write(src / "black.jpeg", np.zeros((120, 160, 3), np.uint8))),
         ("broken", src / "broken.jpeg"),
+        ("cut", src / "cut.jpeg"),
         ("missing", src / "missing.jpeg"),
     ]
     summary = preprocess_folder(sources, dst, SIZE, workers=2)
@@ -122,6 +125,7 @@ def test_a_folder_is_preprocessed_with_fallbacks_and_unreadable_files_reported_a
     assert all(item["reason"] for item in fallback.values())
     assert summary["unreadable"] == [
         {"image_id": "broken", "path": str(src / "broken.jpeg")},
+        {"image_id": "cut", "path": str(src / "cut.jpeg")},
         {"image_id": "missing", "path": str(src / "missing.jpeg")},
     ]
     outputs = sorted(dst.iterdir())

@@ -11,7 +11,7 @@ import yaml
 
 from comcl.download import sha256sum
 from tests.conftest import REPO
-from tests.tiny_workflow import SNAKEMAKE, TINY
+from tests.tiny_workflow import SNAKEMAKE, TINY, over_the_demo
 
 PROFILE = REPO / "profiles" / "slurm"
 LOCAL_RULES = set(re.search(r"^localrules: (.+)$", (REPO / "Snakefile").read_text(), flags=re.MULTILINE)[1].split(", "))
@@ -54,7 +54,7 @@ def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """The tiny workflow, stopped by SIGINT at the limit: SIGINT, unlike SIGTERM, makes it cancel its SLURM jobs."""
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     command = ["timeout", "-s", "INT", "-k", "60", str(LIMIT_S), *SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(workdir / "tiny.yaml"), *args]
+               "--directory", str(workdir), *over_the_demo(workdir / "tiny.yaml"), *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=workdir)
 
 

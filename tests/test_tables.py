@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from comcl.errors import DataError
-from comcl.report.tables import DAGGER, DDAGGER, FORMATS, TABLES, collect, summarize, write_tables
+from comcl.report.tables import DAGGER, DDAGGER, FORMATS, TABLES, collect, summarize, table_context, write_tables
 
 CONTEXT: dict[str, Any] = {
     "datasets": {"eyeq": {"format": "eyeq", "root": "data/eyeq"}},
@@ -374,3 +374,15 @@ def test_the_note_says_how_many_boxed_images_left_the_test_split(tmp_path: Path)
     runs = [_run(tmp_path, "eyeq", "original", "resnet50", 0, kappa=0.4, accuracy=0.5, init="imagenet")]
     write_tables(runs, {}, CONTEXT, tmp_path / "tables", indexes={"eyeq": summary})
     assert "24 test images of its box list left the test split" in (tmp_path / "tables" / "table1.md").read_text()
+
+
+def test_the_notes_are_read_from_the_resolved_configuration_and_name_it(tmp_path: Path) -> None:
+    resolved = {
+        "datasets": {"eyeq": {"format": "eyeq", "root": "data/eyeq", "labels": {"train": "x.csv"}}},
+        "finetune": {**CONTEXT["finetune"], "seeds": [0, 1], "optimizer": "adam"},
+        "pretrain": {**CONTEXT["pretrain"], "queue_size": 4096},
+    }
+    context = table_context(resolved, ["original", "lq70"], "results/mine/config.yaml")
+    assert {key: value for key, value in context.items() if key != "file"} == CONTEXT
+    write_tables(_fixture_runs(tmp_path), {"comcl": COMCL}, context, tmp_path / "tables")
+    assert "Every setting: results/mine/config.yaml." in (tmp_path / "tables/table1.md").read_text()

@@ -16,6 +16,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
 from comcl.detector.train import build_config
+from comcl.errors import DataError
 from comcl.weights import fetch_weights, load_state_dict
 from tests.conftest import REPO
 
@@ -38,6 +39,7 @@ def server(tmp_path, weights, monkeypatch) -> Iterator[tuple[str, str]]:
     name = f"resnet18-{digest[:8]}.pth"
     (served / name).write_bytes(buffer.getvalue())
     (served / "resnet18-00000000.pth").write_bytes(buffer.getvalue())  # a name whose hash does not match
+    (served / "resnet18.pth").write_bytes(buffer.getvalue())  # a name without a hash
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -58,8 +60,16 @@ def test_weights_are_downloaded_once_and_load_as_plain_tensors(server, weights, 
 def test_a_hash_mismatch_is_refused_and_nothing_is_kept(server, tmp_path, caplog):
     url, _ = server
     assert fetch_weights(f"{url}/resnet18-00000000.pth") is None
-    assert "does not start with 00000000" in caplog.text
+    assert "SHA-256 is" in caplog.text and "not the expected 00000000..." in caplog.text
     assert list((tmp_path / "torch" / "hub" / "checkpoints").iterdir()) == []
+
+
+def test_a_weights_url_without_a_hash_in_its_name_is_a_configuration_error(server, tmp_path):
+    url, _ = server
+    with pytest.raises(DataError, match=f"the weights at {url}/resnet18.pth have no SHA-256 in their file name") as error:
+        fetch_weights(f"{url}/resnet18.pth")
+    assert "name the file <name>-<first 8 hex digits of its SHA-256>.pth" in str(error.value)
+    assert not (tmp_path / "torch").exists()  # nothing requested, nothing cached
 
 
 def test_unreachable_weights_mean_training_from_scratch(server, caplog):

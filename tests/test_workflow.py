@@ -20,7 +20,7 @@ from comcl.download import md5sum
 from comcl.io import read_table
 from comcl.patches.store import PatchDataset
 from tests.conftest import REPO
-from tests.tiny_workflow import SNAKEMAKE, TINY, planned_jobs, snakemake
+from tests.tiny_workflow import SNAKEMAKE, TINY, over_the_demo, planned_jobs, snakemake
 
 # Per dataset, what one pretrained variant on the original version adds downstream of its encoder.
 REPORT = {"finetune_figures": 2, "tsne": 2, "gradcam": 2, "tables": 1, "benchmark_summary": 1}
@@ -135,7 +135,10 @@ def test_the_run_ends_with_the_three_tables_the_figures_and_a_report(workdir):
     assert {"train_detector", "pretrain", "finetune", "tables"} <= set(summary["stage"])
     snakemake(workdir, "--report", "report.html")
     report = (workdir / "report.html").read_text()
-    assert "table1.html" in report and "gradcam_eyeq_original.png" in report
+    assert "table1.html" in report and "gradcam_eyeq_original.png" in report and "config.yaml" in report
+    resolved = yaml.safe_load((workdir / "out/config.yaml").read_text())
+    assert resolved["finetune"]["input_size"] == TINY["finetune"]["input_size"] and resolved["detect"]["batch_size"] == 8  # the demo's
+    assert "Every setting: out/config.yaml." in table1
 
 
 @pytest.mark.workflow
@@ -150,7 +153,7 @@ def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     # The detector's boxes wait for the index: its val and test images never train the detector.
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "index": 2, "degrade": 4, "degradation_gallery": 2, "lesion_annotations": 2, "train_detector": 2, "detect": 6,
+        "resolved_config": 1, "index": 2, "degrade": 4, "degradation_gallery": 2, "lesion_annotations": 2, "train_detector": 2, "detect": 6,
         "patches": 6, "patch_figures": 6, "pretrain": 4, "finetune": 4, **REPORT, "all": 1,
     }
     before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
@@ -165,7 +168,7 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
     config["synthetic"]["chestxray14"]["n_patients"] = 13
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "synthesize": 1, "fetch_dataset": 1, "index": 1, "degrade": 2, "degradation_gallery": 1,
+        "resolved_config": 1, "synthesize": 1, "fetch_dataset": 1, "index": 1, "degrade": 2, "degradation_gallery": 1,
         "lesion_annotations": 1, "train_detector": 1, "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 2, "finetune": 2,
         "finetune_figures": 1, "tsne": 1, "gradcam": 1, "tables": 1, "benchmark_summary": 1, "all": 1,
     }
@@ -179,7 +182,7 @@ def test_a_new_proportion_adds_its_jobs_and_a_table_column_and_reruns_nothing_el
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     # Table 1 gains the new version's column.
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "degrade": 2, "detect": 2, "patches": 2, "patch_figures": 2, "tables": 1, "benchmark_summary": 1, "all": 1,
+        "resolved_config": 1, "degrade": 2, "detect": 2, "patches": 2, "patch_figures": 2, "tables": 1, "benchmark_summary": 1, "all": 1,
     }
 
 
@@ -190,7 +193,7 @@ def test_a_patch_config_change_reruns_only_the_patch_stage(workdir):
     config["patches"]["k"] = 3
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     # Basic CL reads no patches, CoMCL does.
-    assert planned_jobs(snakemake(workdir, "-n")) == {"patches": 6, "patch_figures": 6, "pretrain": 2, "finetune": 2, **REPORT, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"resolved_config": 1, "patches": 6, "patch_figures": 6, "pretrain": 2, "finetune": 2, **REPORT, "all": 1}
 
 
 @pytest.mark.workflow
@@ -199,7 +202,7 @@ def test_a_pretrain_config_change_reruns_only_pretraining(workdir):
     config["patches"]["k"] = 2
     config["pretrain"]["lr"] = 0.002
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"pretrain": 4, "finetune": 4, **REPORT, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"resolved_config": 1, "pretrain": 4, "finetune": 4, **REPORT, "all": 1}
 
 
 @pytest.mark.workflow
@@ -209,7 +212,7 @@ def test_a_finetune_config_change_reruns_only_fine_tuning(workdir):
     config["finetune"]["lr"] = 0.002
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert planned_jobs(snakemake(workdir, "-n")) == {
-        "finetune": 4, "finetune_figures": 2, "gradcam": 2, "tables": 1, "benchmark_summary": 1, "all": 1,
+        "resolved_config": 1, "finetune": 4, "finetune_figures": 2, "gradcam": 2, "tables": 1, "benchmark_summary": 1, "all": 1,
     }
 
 
@@ -219,7 +222,7 @@ def test_a_figure_config_change_reruns_only_that_figure(workdir):
     del config["finetune"]["lr"]
     config["figures"]["gradcam"]["images"] = 1
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"gradcam": 2, "benchmark_summary": 1, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"resolved_config": 1, "gradcam": 2, "benchmark_summary": 1, "all": 1}
 
 
 @pytest.mark.workflow
@@ -228,7 +231,7 @@ def test_a_change_of_where_the_data_come_from_reruns_only_the_fetch_rule(workdir
     config["figures"]["gradcam"]["images"] = 2
     config["datasets"]["chestxray14"]["download"] = {"keep_archives": True}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"fetch_dataset": 1}
+    assert planned_jobs(snakemake(workdir, "-n")) == {"resolved_config": 1, "fetch_dataset": 1, "all": 1}
 
 
 def test_the_workflow_lints_clean():
@@ -276,7 +279,7 @@ def test_with_the_data_present_the_paper_configuration_plans_every_stage_and_run
                    "detect": 3, "patches": 3, "patch_figures": 3, "pretrain": 13, "finetune": 3 * (3 * 6 + 4), "finetune_figures": 3,
                    "tsne": 3, "gradcam": 3}
     expected = {rule: 2 * count for rule, count in per_dataset.items()}
-    expected |= {"fetch_lesions": 1, "preprocess": 1, "tables": 1, "benchmark_summary": 1, "all": 1}
+    expected |= {"resolved_config": 1, "fetch_lesions": 1, "preprocess": 1, "tables": 1, "benchmark_summary": 1, "all": 1}
     assert planned_jobs(result.stdout) == expected
 
     targets = ["paper_out/eyeq/original/index.parquet", "paper_out/chestxray14/original/index.parquet", "paper_out/eyeq/detector/source.json"]
@@ -291,37 +294,45 @@ def test_with_the_data_present_the_paper_configuration_plans_every_stage_and_run
     assert json.loads((workdir / "paper_out/eyeq/detector/source.json").read_text())["train"]["images"] == 2
 
 
-def leaves(config: dict, prefix: tuple = ()) -> set[tuple]:
-    return {path for key, value in config.items() for path in
-            (leaves(value, (*prefix, key)) if isinstance(value, dict) else {(*prefix, key)})}
+def test_a_configuration_of_results_and_datasets_alone_resolves_every_other_key_to_the_schema_default(tmp_path):
+    """A configuration file starts from the schema's defaults (the paper's values), not from the demo, and the run
+    writes what it resolved to beside its results."""
+    user = {"results": "mine", "datasets": {"nih": {"format": "chestxray14", "root": "data/nih"}}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(user))
+    command = [*SNAKEMAKE, "mine/config.yaml", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
+               "--configfile", str(tmp_path / "mine.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    resolved = yaml.safe_load((tmp_path / "mine/config.yaml").read_text())
+    expected = json.loads(json.dumps(user))
+    validate(expected, str(REPO / "workflow/schemas/config.schema.yaml"))
+    assert resolved == expected
+    assert (resolved["pretrain"]["batch_size"], resolved["pretrain"]["queue_size"], resolved["finetune"]["epochs"]) == (400, 4096, 30)
+    assert resolved["synthetic"]["datasets"] == [] and "eyeq" not in resolved["datasets"]
 
 
-def test_the_paper_configuration_sets_every_key_the_demo_sets():
-    """Snakemake merges --configfile over the Snakefile's config/config.yaml key by key: a key of the demo that the paper
-    configuration leaves out would run the paper with the demo's value."""
-    demo = yaml.safe_load((REPO / "config/config.yaml").read_text())
+def test_the_paper_configuration_sets_only_what_differs_from_the_schema_defaults():
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    synthetic_sizes = {path for path in leaves(demo) if path[0] == "synthetic" and path[1] != "datasets"}  # none generated
-    assert leaves(demo) - synthetic_sizes <= leaves(paper)
+    assert set(paper) == {"results", "datasets", "detector"} and set(paper["detector"]) == {"annotations"}
 
 
 def test_fundus_preprocessing_can_be_turned_off(tmp_path):
     (tmp_path / "off.yaml").write_text(yaml.safe_dump({"preprocess": {"enabled": False}}))
-    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "off.yaml")], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([*SNAKEMAKE, "-n", *over_the_demo(tmp_path / "off.yaml")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "rule preprocess:" not in result.stdout and "rule index:" in result.stdout
 
 
 def test_a_figure_naming_an_unknown_method_is_refused(tmp_path):
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"figures": {"gradcam": {"methods": ["resnet18", "comcl_typo"]}}}))
-    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "typo.yaml")], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([*SNAKEMAKE, "-n", *over_the_demo(tmp_path / "typo.yaml")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
     assert "figures.gradcam.methods names 'comcl_typo'" in result.stdout + result.stderr
 
 
 def test_a_bad_config_is_refused_when_the_workflow_loads(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"index": {"check_images": "sometimes"}}))
-    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "bad.yaml")], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([*SNAKEMAKE, "-n", *over_the_demo(tmp_path / "bad.yaml")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
     assert "sometimes" in result.stdout + result.stderr
 
@@ -338,13 +349,13 @@ def test_the_schema_fills_in_defaults():
 def test_a_fundus_dataset_without_lesion_boxes_is_refused_with_what_to_set(tmp_path):
     config = dict(TINY, detector={"annotations": {"eyeq": {"format": "idrid", "root": ""}}})  # merged over the demo's
     (tmp_path / "no_boxes.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "no_boxes.yaml")], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([*SNAKEMAKE, "-n", *over_the_demo(tmp_path / "no_boxes.yaml")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
     assert "detector.annotations.eyeq lacks root" in result.stdout + result.stderr
 
 
 def test_a_pretraining_run_on_a_version_that_does_not_exist_is_refused(tmp_path):
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"pretrain": {"runs": [{"variants": ["comcl"], "versions": ["lq75"]}]}}))
-    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(tmp_path / "typo.yaml")], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([*SNAKEMAKE, "-n", *over_the_demo(tmp_path / "typo.yaml")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
     assert "pretrain.runs names dataset versions ['lq75']" in result.stdout + result.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 
 SNAKEFILE = Path(__file__).resolve().parent.parent / "Snakefile"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+DEMO = SNAKEFILE.parent / "config" / "config.yaml"
 TINY = {
     "results": "out",
     "synthetic": {
@@ -55,9 +56,15 @@ TINY = {
 }
 
 
+def over_the_demo(*files: Path) -> list[str]:
+    """``--configfile`` for the demo's configuration with ``files`` merged over it, key by key: files given alone
+    would start from the schema's defaults (the paper's sizes)."""
+    return ["--configfile", str(DEMO), *map(str, files)]
+
+
 def snakemake(workdir: Path, *args: str) -> str:
     command = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(workdir), "--cores", "2",
-               "--configfile", str(workdir / "tiny.yaml"), *args]
+               *over_the_demo(workdir / "tiny.yaml"), *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr

@@ -11,9 +11,11 @@ Each archive is unpacked into a temporary sibling of the destination and its fil
 into place one by one (``os.replace``), so a file under its final name is always complete, and an
 archive found corrupt half-way leaves nothing of itself behind. Files already there with the size the
 archive gives them are skipped, so a run that was killed finishes the job when run again.
-Symbolic links inside the destination are kept as links, hard links become copies, and device files
-and FIFOs are ignored; members with absolute paths or ``..``, and links that lead outside the
-destination, are refused.
+Symbolic links inside the destination are kept as links (tar's, and zip's as Info-ZIP stores them on
+unix), hard links become copies, and device files and FIFOs are ignored. An archive is refused, with
+nothing of it extracted, when a member would land outside the destination: by name (an absolute
+path, ``..``), through a link (of the archive, or already in the destination), or as a link that
+leads outside it, however the archive's other links resolve (see :func:`_check_landing`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import zipfile
@@ -39,6 +42,8 @@ from comcl.errors import DataError
 log = logging.getLogger(__name__)
 
 _PART = re.compile(r"\.(\d{3})$")
+_LINK_MAX = 4096  # PATH_MAX: a zip "link" with more data is not a link
+_UNSAFE_HINT = "do not unpack it: delete it and get the archive from the dataset's official source again"
 _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, NotImplementedError)
 
 
@@ -134,7 +139,7 @@ def _extract_one(
                 staged = _stage(_tar_members(tar, archive), archive, files, destination, strip, members)
         elif zipfile.is_zipfile(source):
             with zipfile.ZipFile(source) as zip_file:
-                staged = _stage(_zip_members(zip_file), archive, files, destination, strip, members)
+                staged = _stage(_zip_members(zip_file, archive), archive, files, destination, strip, members)
         else:
             raise DataError("neither a tar nor a zip archive", path=archive, hint=_corrupt_hint(destination))
     except _CORRUPT as error:
@@ -167,14 +172,25 @@ def _tar_members(tar: tarfile.TarFile, archive: Path) -> Iterator[_Member]:
             yield _Member(info.name, 0, info.linkname)
         elif info.islnk():
             if _unsafe(info.linkname) or info.linkname not in sizes:
-                raise DataError(f"member {info.name!r} is a hard link to {info.linkname!r}, not a file before it", path=archive)
+                message = f"member {info.name!r} is a hard link to {info.linkname!r}, not a file before it"
+                raise DataError(message, path=archive, hint=_UNSAFE_HINT)
             yield _Member(info.name, sizes[info.linkname], lambda info=info: tar.extractfile(info))
 
 
-def _zip_members(zip_file: zipfile.ZipFile) -> Iterator[_Member]:
+def _zip_members(zip_file: zipfile.ZipFile, archive: Path) -> Iterator[_Member]:
+    """Files and symbolic links: a member whose unix mode (the high half of ``external_attr``) says link, its data the target."""
     for info in zip_file.infolist():
-        if not info.is_dir():
+        if info.is_dir():
+            continue
+        if not stat.S_ISLNK(info.external_attr >> 16):
             yield _Member(info.filename, info.file_size, lambda info=info: zip_file.open(info))
+            continue
+        with zip_file.open(info) as source:
+            target = source.read(_LINK_MAX + 1)
+        if len(target) > _LINK_MAX:
+            message = f"member {info.filename!r} is a link with a target longer than {_LINK_MAX} bytes"
+            raise DataError(message, path=archive, hint=_UNSAFE_HINT)
+        yield _Member(info.filename, 0, os.fsdecode(target))
 
 
 def _stage(
@@ -182,14 +198,18 @@ def _stage(
 ) -> dict[PurePosixPath, bool]:
     """Write the members not already in ``destination`` under ``files``; map each member's path to whether it was."""
     staged: dict[PurePosixPath, bool] = {}
+    links: dict[PurePosixPath, str] = {}  # where each link of the archive lands -> its member's name
     for member in entries:
         if _unsafe(member.name):
-            raise DataError(f"member {member.name!r} would be written outside the destination", path=archive)
+            raise DataError(f"member {member.name!r} would be written outside the destination", path=archive, hint=_UNSAFE_HINT)
         relative = _strip(member.name, strip)
-        if relative is None or (members is not None and not members(str(relative))):
+        if relative is None:
             continue
-        if isinstance(member.source, str) and _escapes(relative, member.source):
-            raise DataError(f"member {member.name!r} is a link to {member.source!r}, outside the destination", path=archive)
+        _check_landing(member, relative, links, archive, destination)
+        if isinstance(member.source, str):
+            links[relative] = member.name
+        if members is not None and not members(str(relative)):
+            continue
         if _is_present(destination / relative, member):
             staged.setdefault(relative, False)
             continue
@@ -217,9 +237,52 @@ def _strip(name: str, strip: int) -> PurePosixPath | None:
     return PurePosixPath(*kept) if kept else None
 
 
+def _check_landing(
+    member: _Member, relative: PurePosixPath, links: dict[PurePosixPath, str], archive: Path, destination: Path
+) -> None:
+    """Refuse ``member`` unless it lands inside the destination, whatever the archive's links resolve to.
+
+    Checking names is not enough: after ``d/x -> ..``, a member ``d/x/z`` is one folder higher than its
+    name says, and a chain of such links leads anywhere. So no member may be written through a link:
+    neither one of the archive's (``links``, known by where they land, since those already in the
+    destination are skipped rather than staged) nor one already in the destination. That makes every
+    link's own folder a real one; and a link may climb (``..``) only at the start of its target, from
+    that real folder, and not above the destination. Then no link leads outside, whichever links come
+    before or after it. tarfile's ``data`` filter would not do: it resolves links as they are on disk
+    when a member is written, so it sees neither the links skipped as already present nor those that
+    come later and change where an earlier one leads, and it does not read zip. Every member is
+    checked, picked by ``members`` or not: an archive that tries this is refused as a whole.
+    """
+    for parent in list(relative.parents)[:-1]:
+        if parent in links:
+            message = f"member {member.name!r} would be written through the link {links[parent]!r}"
+            raise DataError(message, path=archive, hint=_UNSAFE_HINT)
+        if (destination / parent).is_symlink():
+            raise DataError(
+                f"member {member.name!r} would be written through {destination / parent}, a symbolic link",
+                path=archive,
+                hint=f"replace the link {destination / parent} by a real folder "
+                f"(a link may stand for {destination} itself, not for a folder in it)",
+            )
+    if isinstance(member.source, str):
+        _check_link(member.name, relative, member.source, archive)
+
+
+def _check_link(name: str, relative: PurePosixPath, target: str, archive: Path) -> None:
+    """Refuse a link to an absolute path or above the destination, and one that climbs (``..``) after a folder name."""
+    if not target or posixpath.isabs(target) or _escapes(relative, target):
+        raise DataError(f"member {name!r} is a link to {target!r}, outside the destination", path=archive, hint=_UNSAFE_HINT)
+    parts = PurePosixPath(target).parts
+    climbs = next((index for index, part in enumerate(parts) if part != ".."), len(parts))
+    if ".." in parts[climbs:]:
+        raise DataError(
+            f"member {name!r} is a link to {target!r}, which climbs (..) after a folder name, through links that lead anywhere",
+            path=archive,
+            hint=_UNSAFE_HINT,
+        )
+
+
 def _escapes(relative: PurePosixPath, link: str) -> bool:
-    if posixpath.isabs(link):
-        return True
     resolved = posixpath.normpath(posixpath.join(str(relative.parent), link))
     return resolved == ".." or resolved.startswith("../")
 

@@ -2,10 +2,13 @@
 
 A dataset archive of several GB fails half-way often enough that starting again from zero is not an
 option, so bytes go to ``<target>.part`` and a later attempt (in the same run or the next one) asks
-for the rest with a ``Range`` request. The final name only ever holds a complete file that passed
-every check there is for it: published checksums (``md5``/``sha256``) or, for files without any
-(NIH ChestX-ray14), the SHA-256 recorded in a manifest on first download, so that every later
-download, on any machine, must give the same bytes.
+the same URL for the rest with a ``Range`` request; ``<target>.part.url`` says which URL that is, as
+a mirror's bytes need not be the same (another URL starts from zero). The final name only ever holds
+a complete file that passed every check there is for it: published checksums (``md5``/``sha256``)
+or, for files without any (NIH ChestX-ray14), the SHA-256 in a manifest, recorded by the caller
+with :func:`record_checksum` once the file proved good (an archive: once it extracted), so that
+every later download, on any machine, must give the same bytes. Without either, a file is only
+fetched over https.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 from tqdm import tqdm
 
@@ -38,6 +42,10 @@ _TRANSIENT = (urllib.error.URLError, http.client.HTTPException, ConnectionError,
 
 class _Interrupted(Exception):
     """A transfer that ended early or gave unusable bytes: worth another attempt."""
+
+
+class _Refused(Exception):
+    """A URL whose answer must not be used whatever the attempt: the next URL is tried."""
 
 
 def sha256sum(path: str | Path) -> str:
@@ -77,25 +85,34 @@ def download(
     A target that is already there is verified and used without network access. Each URL gets
     ``retries`` more attempts after the first for transient failures (connection errors, timeouts,
     5xx, a short body), waiting ``backoff * 2**attempt`` seconds (``sleep`` is there for tests);
-    404/410 and other client errors move on to the next URL at once. All URLs share one
-    ``.part`` file: mirrors are expected to serve the same bytes, and the checksums catch it if not.
+    404/410 and other client errors move on to the next URL at once. A partial file is resumed
+    only from the URL it came from. ``sha256`` may be the start of the digest only, as torchvision's
+    file names carry it (``resnet50-0676ba61.pth``). ``manifest`` holds the SHA-256 and size the
+    file must have, if it has an entry for it; the caller records one with :func:`record_checksum`.
+    With no checksum at all (neither ``md5``, ``sha256`` nor an entry), URLs that are not https, and
+    redirects away from https, are refused: nothing could tell a tampered file.
     """
     if not urls:
         raise ValueError("download needs at least one URL")
     target = Path(target)
     expected = {name: value.lower() for name, value in (("md5", md5), ("sha256", sha256)) if value}
+    manifest = None if manifest is None else Path(manifest)
     if target.exists():
         _check(target, target, expected, manifest, hint=f"delete {target} and run again to download it again")
         return target
+    https_only = not expected and _entry(manifest, target) is None
+    if https_only:
+        _refuse_plain(urls, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
+    options = dict(retries=retries, backoff=backoff, timeout=timeout, chunk=chunk, progress=progress, sleep=sleep)
     failures: list[str] = []
     for url in urls:
         try:
             log.info("downloading %s to %s", url, target)
-            _fetch(url, part, retries=retries, backoff=backoff, timeout=timeout, chunk=chunk, progress=progress, sleep=sleep)
+            _fetch(url, part, https_only=https_only, **options)
             break
-        except (_Interrupted, *_TRANSIENT) as error:
+        except (_Interrupted, _Refused, *_TRANSIENT) as error:
             failures.append(f"{url}: {_describe(error)}")
     else:
         raise DataError(
@@ -106,16 +123,47 @@ def download(
     try:
         _check(part, target, expected, manifest, hint="it was deleted: run again to download it again")
     except DataError:
-        part.unlink()
+        _discard(part)
         raise
     os.replace(part, target)
+    _origin(part).unlink(missing_ok=True)
     return target
+
+
+def _refuse_plain(urls: Sequence[str], target: Path) -> None:
+    """Refuse a file without any checksum from URLs that are not https: nothing would tell bytes changed on the way."""
+    plain = [url for url in urls if urlparse(url).scheme != "https"]
+    if plain:
+        raise DataError(
+            "no checksum to check it against, so it is only downloaded over https, not from " + ", ".join(plain),
+            path=target,
+            hint=f"use the file's https:// address, give its published sha256 or md5, or download it by hand to {target}",
+        )
+
+
+def _origin(part: Path) -> Path:
+    """The file that holds the URL ``part``'s bytes came from."""
+    return part.with_name(part.name + ".url")
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _origin(part).unlink(missing_ok=True)
+
+
+def _resumable(part: Path, url: str) -> int:
+    """How many bytes of ``part`` to keep when fetching ``url``: none unless they came from ``url`` itself."""
+    origin = _origin(part)
+    if not part.exists() or not origin.exists() or origin.read_text() != url:
+        return 0
+    return part.stat().st_size
 
 
 def _fetch(
     url: str,
     part: Path,
     *,
+    https_only: bool,
     retries: int,
     backoff: float,
     timeout: float,
@@ -125,7 +173,7 @@ def _fetch(
 ) -> None:
     for attempt in range(retries + 1):
         try:
-            _transfer(url, part, timeout=timeout, chunk=chunk, progress=progress)
+            _transfer(url, part, https_only=https_only, timeout=timeout, chunk=chunk, progress=progress)
             return
         except urllib.error.HTTPError as error:
             if (error.code < 500 and error.code not in _TRANSIENT_HTTP) or attempt == retries:
@@ -140,9 +188,13 @@ def _fetch(
         sleep(wait)
 
 
-def _transfer(url: str, part: Path, *, timeout: float, chunk: int, progress: bool) -> None:
-    """One request: append to ``part`` from where it ends, or rewrite it when the server sends the whole file."""
-    offset = part.stat().st_size if part.exists() else 0
+def _transfer(url: str, part: Path, *, https_only: bool, timeout: float, chunk: int, progress: bool) -> None:
+    """One request: append to ``part`` from where it ends if it came from ``url``, or rewrite it with the whole file.
+
+    ``part``'s origin is written after the rewrite starts (truncating it), so that a crash in between
+    leaves an empty file, never one URL's bytes under another's name.
+    """
+    offset = _resumable(part, url)
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
@@ -151,19 +203,23 @@ def _transfer(url: str, part: Path, *, timeout: float, chunk: int, progress: boo
             raise
         _, total = _content_range(error.headers.get("Content-Range"))
         if total is not None and total != offset:
-            part.unlink()
+            _discard(part)
             raise _Interrupted(f"the partial file has {offset} bytes but the file has {total}; starting again") from error
         return  # nothing left to fetch: the checksums decide whether the .part is the file
     with response:
+        if https_only and urlparse(response.geturl()).scheme != "https":
+            raise _Refused(f"redirected to {response.geturl()}, not https, and there is no checksum to check it against")
         if response.status == 206:
             start, total = _content_range(response.headers.get("Content-Range"))
             if start != offset:
-                part.unlink()
+                _discard(part)
                 raise _Interrupted(f"asked for bytes from {offset}, got them from {start}; starting again")
         else:
             length = response.headers.get("Content-Length")
             start, total = 0, int(length) if length else None
         with open(part, "ab" if start else "wb") as out, _bar(part, start, total, progress) as bar:
+            if not start:
+                _origin(part).write_text(url)
             while data := response.read(chunk):
                 out.write(data)
                 bar.update(len(data))
@@ -195,11 +251,10 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _check(path: Path, target: Path, expected: dict[str, str], manifest: str | Path | None, *, hint: str) -> None:
-    """Compare ``path`` (the target or its .part) with the expected checksums and its manifest entry; record one if none."""
+def _check(path: Path, target: Path, expected: dict[str, str], manifest: Path | None, *, hint: str) -> None:
+    """Compare ``path`` (the target or its .part) with the expected checksums and ``target``'s manifest entry, if any."""
     what = "the file" if path == target else "the download"
-    manifest = None if manifest is None else Path(manifest)
-    entry = _read_manifest(manifest).get(target.name) if manifest is not None else None
+    entry = _entry(manifest, target)
     size = path.stat().st_size
     checks = [(algorithm, value, "the expected") for algorithm, value in expected.items()]
     if entry is not None:
@@ -207,14 +262,28 @@ def _check(path: Path, target: Path, expected: dict[str, str], manifest: str | P
         if size != entry["size"]:
             raise DataError(f"{what} has {size} bytes, not the {entry['size']} recorded in {manifest}", path=target, hint=hint)
         checks.append(("sha256", entry["sha256"], f"the one recorded in {manifest},"))
-    algorithms = {algorithm for algorithm, _, _ in checks} | ({"sha256"} if manifest is not None else set())
-    got = _digests(path, algorithms) if algorithms else {}
+    got = _digests(path, {algorithm for algorithm, _, _ in checks}) if checks else {}
     for algorithm, value, source in checks:
-        if got[algorithm] != value:
-            raise DataError(f"{what}'s {_NAMES[algorithm]} is {got[algorithm]}, not {source} {value}", path=target, hint=hint)
-    if manifest is not None and entry is None:
-        log.info("recording the SHA-256 of %s in %s", target.name, manifest)
-        _record(manifest, target.name, {"sha256": got["sha256"], "size": size})
+        if not got[algorithm].startswith(value):
+            shown = value if len(value) == len(got[algorithm]) else f"{value}..."
+            raise DataError(f"{what}'s {_NAMES[algorithm]} is {got[algorithm]}, not {source} {shown}", path=target, hint=hint)
+
+
+def record_checksum(manifest: str | Path, path: str | Path) -> None:
+    """Record ``path``'s SHA-256 and size in ``manifest``, for every later download of a file of its name to match.
+
+    Call it once the file proved good (an archive: extracted completely), not right after the
+    download: what is recorded is the truth from then on, so a broken file recorded would get the
+    right one refused. A file that has an entry already keeps it (:func:`download` checked it).
+    """
+    manifest, path = Path(manifest), Path(path)
+    if _entry(manifest, path) is None:
+        log.info("recording the SHA-256 of %s in %s", path.name, manifest)
+        _record(manifest, path.name, {"sha256": sha256sum(path), "size": path.stat().st_size})
+
+
+def _entry(manifest: Path | None, target: Path) -> dict | None:
+    return None if manifest is None else _read_manifest(manifest).get(target.name)
 
 
 def _record(manifest: Path, name: str, entry: dict[str, str | int]) -> None:

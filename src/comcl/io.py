@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import yaml
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -88,6 +89,17 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_yaml(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as file:
+        return yaml.safe_load(file)
+
+
+def write_yaml(path: str | Path, obj: Any, header: str = "") -> None:
+    """``obj`` as block-style YAML, keys in the order given, after ``header`` (comment lines)."""
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    write_text(path, comment + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
 
 def save_image(path: str | Path, image: np.ndarray) -> None:

@@ -19,7 +19,7 @@ SYNTHETIC = config["synthetic"]["datasets"]
 
 
 def check_results_folder():
-    """`results` is where every rule writes, and the synthetic data go under it: never the file system's root."""
+    """`results` holds all the workflow writes, the synthetic data included; never the file system's root."""
     folder = Path(RESULTS).resolve()
     if not RESULTS.strip() or folder == Path(folder.anchor):
         raise WorkflowError(f"results is {RESULTS!r}: set it to a folder of its own, such as results/mydata")

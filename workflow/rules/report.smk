@@ -1,9 +1,28 @@
+rule resolved_config:
+    """The configuration this results folder was made with (schema defaults and configuration files merged),
+    rewritten whenever it changes."""
+    output:
+        report(f"{RESULTS}/config.yaml", caption="../report/config.rst", category="Configuration"),
+    params:
+        config=section(),
+    log:
+        f"{RESULTS}/logs/resolved_config.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/resolved_config/resolved_config.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    script:
+        "../scripts/resolved_config.py"
+
+
 rule tables:
     """Tables 1-3 (CSV, Markdown, LaTeX, HTML) beside the paper's numbers, and per-class tables."""
     input:
         metrics=[run["metrics"] for dataset in DATASETS for run in finetune_runs(dataset)],
         pretrainings=sorted({run["pretraining"] for dataset in DATASETS for run in finetune_runs(dataset) if run["pretraining"]}),
         indexes=expand(f"{RESULTS}/{{dataset}}/original/summary.json", dataset=DATASETS),
+        # The notes read the configuration from here; what they say reaches the tables through the runs.
+        config=ancient(rules.resolved_config.output[0]),
     output:
         tables=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
         html=[
@@ -14,13 +33,7 @@ rule tables:
     params:
         runs=[run for dataset in DATASETS for run in finetune_runs(dataset)],
         variants=VARIANTS,
-        context={
-            "datasets": {name: {key: config["datasets"][name][key] for key in ("format", "root")} for name in DATASETS},
-            "versions": VERSIONS,
-            "seeds": SEEDS,
-            "finetune": {key: config["finetune"][key] for key in ("epochs", "input_size", "batch_size", "lr", "balanced")},
-            "pretrain": {key: config["pretrain"][key] for key in ("arch", "epochs", "batch_size", "input_size")},
-        },
+        versions=VERSIONS,
     log:
         f"{RESULTS}/logs/tables.log",
     benchmark:

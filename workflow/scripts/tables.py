@@ -3,13 +3,15 @@
 from pathlib import Path
 
 from comcl.logs import job_log
-from comcl.report.tables import write_tables
+from comcl.io import read_yaml
+from comcl.report.tables import table_context, write_tables
 
 with job_log(snakemake.log[0]):  # noqa: F821
+    context = table_context(read_yaml(snakemake.input.config), snakemake.params.versions, snakemake.input.config)  # noqa: F821
     write_tables(
         runs=snakemake.params.runs,  # noqa: F821
         variants=snakemake.params.variants,  # noqa: F821
-        context=snakemake.params.context,  # noqa: F821
+        context=context,
         folder=Path(snakemake.output.tables[0]).parent,  # noqa: F821
-        indexes=dict(zip(snakemake.params.context["datasets"], snakemake.input.indexes, strict=True)),  # noqa: F821
+        indexes=dict(zip(context["datasets"], snakemake.input.indexes, strict=True)),  # noqa: F821
     )

@@ -2,9 +2,11 @@
 
 Downloads go through :func:`comcl.download.download` (resumed, retried, tried on mirrors, verified:
 EyeQ's published MD5s, and for NIH files, which have none, a SHA-256 manifest ``checksums.json`` in
-the source's root, written on first download). Archives are extracted into the configured image
-folders and, unless ``keep_archives``, deleted afterwards; a ``<archive>.extracted`` marker beside
-them records that an archive is done, so a rerun neither downloads nor extracts it again.
+the source's root). A file's SHA-256 is recorded there once it proved good: a label file when it is
+downloaded, an archive only once it extracted completely, so that a broken download is never made
+the truth that the right file is then refused against. Archives are extracted into the configured
+image folders and, unless ``keep_archives``, deleted afterwards; a ``<archive>.extracted`` marker
+beside them records that an archive is done, so a rerun neither downloads nor extracts it again.
 
 Then the source is checked as a whole: every labelled image present (the error lists the label
 rows that lack one), images without labels counted (EyeQ labels only a subset of EyePACS), the IDRiD
@@ -28,7 +30,7 @@ from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
 from comcl.datasets.eyeq import read_labels
 from comcl.datasets.sources import EYEPACS_RULES, IDRID_ARCHIVE, NIH_PAGE, describe, has_files, needs, resolve
-from comcl.download import download
+from comcl.download import download, record_checksum
 from comcl.errors import DataError
 from comcl.io import write_json
 
@@ -77,9 +79,12 @@ def _extracted(archive: Path) -> Path:
     return archive.with_name(archive.name + ".extracted")
 
 
-def _unpack(parts: Sequence[Path], destination: Path, keep: bool) -> None:
-    """Extract one archive (all its parts) into ``destination``, dropping its top folder; mark it done."""
+def _unpack(parts: Sequence[Path], destination: Path, keep: bool, manifest: Path | None = None) -> None:
+    """Extract one archive (all its parts) into ``destination``, dropping its top folder; then record it and mark it done."""
     files = extract(parts, destination, strip_components=1)
+    if manifest is not None:
+        for part in parts:
+            record_checksum(manifest, part)
     write_json(_extracted(parts[0]), {"files": len(files), "destination": str(destination)})
     if not keep:
         for part in parts:
@@ -116,6 +121,7 @@ def _eyeq(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dict
         label_spec = (spec.get("labels") or {}).get(split)
         if label_spec:
             download(label_spec["urls"], path, md5=label_spec.get("md5"), manifest=root / MANIFEST)
+            record_checksum(root / MANIFEST, path)
     folders = {split: resolve(root, name) for split, name in source["images"].items()}
     client = None
     for split, folder in folders.items():
@@ -173,6 +179,7 @@ def _chestxray14(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) 
         path = resolve(root, file_name)
         if path.name in urls:
             download(urls[path.name], path, manifest=manifest)
+            record_checksum(manifest, path)
     entry_file = resolve(root, source["data_entry"])
     entry = nih.read_data_entry(entry_file)
     images = resolve(root, source["images"])
@@ -184,7 +191,7 @@ def _chestxray14(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) 
             if _extracted(target).exists():
                 continue
             download(archive["urls"], target, manifest=manifest)
-            _unpack([target], images, spec.get("keep_archives", False))
+            _unpack([target], images, spec.get("keep_archives", False), manifest)
     provide = f"extract all 12 image archives of {NIH_PAGE} into {images}, or remove the rows of images you do not have"
     return {"data_entry": {"file": str(entry_file), "rows": len(entry)}, "images": _match(entry, "Image Index", images, entry_file, provide)}
 

@@ -48,6 +48,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from comcl.datasets import eyeq
 from comcl.degrade.fundus import estimate_fov_mask
 from comcl.errors import DataError
+from comcl.index.images import UnusableImage, checked_image
 from comcl.io import JPEG_QUALITY, atomic_directory, atomic_path, remove_partial_writes, write_json
 from comcl.parallel import parallel_map
 
@@ -197,7 +198,16 @@ def preprocess_image(image: np.ndarray, size: int) -> tuple[np.ndarray, FovResul
 
 
 def _read_rgb(path: Path) -> np.ndarray | None:
-    """RGB uint8, or ``None`` when undecodable (the patch stage's reader, without its torch import)."""
+    """RGB uint8, or ``None`` when cut short or undecodable (the patch stage's reader, without its torch import).
+
+    The cut is checked first: OpenCV pads a cut JPEG with grey, warns without naming the file, and the padded
+    square that would be written here passes every later check.
+    """
+    try:
+        with checked_image(path, decode=False):
+            pass
+    except UnusableImage:
+        return None
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
@@ -246,7 +256,7 @@ def _process(job: tuple[str, str], destination: Path, size: int, suffix: str) ->
         return {"image_id": image_id, "unreadable": str(source), "why": "missing"}
     image = _read_rgb(source)
     if image is None:
-        return {"image_id": image_id, "unreadable": str(source), "why": "undecodable"}
+        return {"image_id": image_id, "unreadable": str(source), "why": "cut short or undecodable"}
     square, fov = preprocess_image(image, size)
     _save(target, square, fov)
     return {"image_id": image_id, "kept": False, **asdict(fov)}

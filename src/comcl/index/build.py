@@ -32,7 +32,7 @@ from comcl.datasets import eyeq
 from comcl.datasets.tables import check_columns, read_csv_checked
 from comcl.errors import DataError
 from comcl.index import quality
-from comcl.index.images import check_images
+from comcl.index.images import check_images, refuse_unusable
 from comcl.index.validation import validation_count, validation_problem
 from comcl.io import write_json, write_table
 from comcl.parallel import image_seed, parallel_map
@@ -46,6 +46,10 @@ LEVELS = ("L", "L~", "H", "H~")
 LESION_LEVELS = ("L", "L~")
 CORE_COLUMNS = ("image_id", "path", "split", "patient_id")
 STATE_COLUMNS = ("quality", "lesion", "level", "degraded", "degradation", "width", "height")
+_QUALITY_HINT = (
+    "the quality score decodes every image: re-download the broken ones or remove their rows from the label file "
+    "(index: check_images: decode finds every such image, before the score)"
+)
 
 
 def assign_levels(lesion: pd.Series, low_quality: pd.Series) -> pd.Series:
@@ -216,7 +220,8 @@ def index_chestxray14(
     if quality_csv:
         low = _quality_from_csv(root / quality_csv, frame)
     else:
-        measured = parallel_map(quality.measure, frame["path"].tolist(), workers, desc="quality score")
+        measured = parallel_map(quality.measure_or_reason, frame["path"].tolist(), workers, desc="quality score")
+        refuse_unusable(frame, measured, entry_path, _QUALITY_HINT)
         frame["quality_score"] = quality.score(pd.DataFrame(measured, columns=quality.FEATURES, index=frame.index))
         low = quality.low_quality(frame["quality_score"], low_quality_share)
     lesion = frame[list(nih.TASK_FINDINGS)].any(axis=1)

@@ -17,6 +17,10 @@ Each measurement is standardised over the dataset with the median and the MAD, a
 
 (higher is better). The images with the lowest scores, a configured share of the dataset
 (paper: 43.2 %), are labelled low quality.
+
+Every image is wholly decoded and checked as the ``decode`` image check does
+(:func:`comcl.index.images.checked_image`), whatever check the index was asked for: a truncated or
+corrupt image is reported with its label-file line, never measured.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image
+
+from comcl.index.images import UnusableImage, checked_image
 
 ANALYSIS_SIZE = 256
 FEATURES = ("sharpness", "noise", "contrast", "exposure")
@@ -33,8 +38,9 @@ _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
 def measure(path: str) -> tuple[float, float, float, float]:
-    """The four raw measurements of one image file (see the module docstring)."""
-    with Image.open(path) as image:
+    """The four raw measurements of one image file (see the module docstring); :class:`UnusableImage`
+    if the file is missing, truncated or corrupt."""
+    with checked_image(path, decode=True) as image:
         grey = np.asarray(image.convert("L"), dtype=np.float32)
     grey = cv2.resize(grey, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_AREA)
     margin = ANALYSIS_SIZE // 10
@@ -47,6 +53,15 @@ def measure(path: str) -> tuple[float, float, float, float]:
     clipped = float(np.mean((grey <= 2) | (grey >= 253)))
     exposure = clipped + abs(float(np.median(grey)) - 127.5) / 127.5
     return sharpness, noise, contrast, exposure
+
+
+def measure_or_reason(path: str) -> tuple[float, float, float, float] | str:
+    """:func:`measure`, or the reason the image cannot be used: on a worker, a raised error would stop the
+    index at the first bad image, without its label-file line (see :func:`comcl.index.images.refuse_unusable`)."""
+    try:
+        return measure(path)
+    except UnusableImage as error:
+        return str(error)
 
 
 def score(measurements: pd.DataFrame) -> pd.Series:

@@ -517,6 +517,8 @@ def _notes(
         f"input {finetune['input_size']} px, batch {finetune['batch_size']}, lr {finetune['lr']}{balanced}; "
         f"pretraining {pretrain['arch']}, {pretrain['epochs']} epochs, batch {pretrain['batch_size']}, input {pretrain['input_size']} px."
     )
+    if context.get("file"):
+        configuration += f" Every setting: {context['file']}."
     first: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
     for run, document in loaded:
         first.setdefault(run["dataset"], {}).setdefault(run["version"], document["sizes"])
@@ -566,6 +568,20 @@ def _start_note(summary: pd.DataFrame) -> str | None:
     if kinds == {"scratch"}:
         return "Start: every method from scratch (ImageNet weights could not be fetched, or pretrain.init is scratch)."
     return None
+
+
+def table_context(configuration: Mapping[str, Any], versions: Sequence[str], path: str | Path) -> dict[str, Any]:
+    """What the notes of :func:`write_tables` say of the configuration, read from the resolved one at ``path``
+    (the run's ``config.yaml``), which the notes name for every other setting."""
+    finetune, pretrain = configuration["finetune"], configuration["pretrain"]
+    return {
+        "datasets": {name: {key: section[key] for key in ("format", "root")} for name, section in configuration["datasets"].items()},
+        "versions": list(versions),
+        "seeds": finetune["seeds"],
+        "finetune": {key: finetune[key] for key in ("epochs", "input_size", "batch_size", "lr", "balanced")},
+        "pretrain": {key: pretrain[key] for key in ("arch", "epochs", "batch_size", "input_size")},
+        "file": str(path),
+    }
 
 
 def write_tables(
