@@ -95,7 +95,7 @@ _STAGE_FACTOR = 4  # the larger index of section 3 has this many times the image
 _STAGE_RENDERINGS = 4  # distinct photographs behind section 3's images, each as rendered and degraded
 _STAGE_LEVELS = ("L", "H", "L~", "H~")  # cycled: half lesion, half healthy
 _STAGE_SCORES = (0.9, 0.8, 0.7, 0.3)  # of a lesion image's detections (its first lesions): three above conf, one below
-_STAGE_META = {"dataset": "bench", "proportion": "original", "format": "eyeq", "task": "grading"}
+_STAGE_META = {"dataset": "bench", "proportion": "original", "format": "eyeq", "modality": "fundus", "task": "grading"}
 _STAGE_GROWTH = (0.1, 30.0)  # most peak growth: this share of the smaller run's peak, or MiB if larger
 
 

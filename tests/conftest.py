@@ -103,7 +103,7 @@ def pretrain_data(tmp_path_factory) -> tuple[Path, Path]:
             save_image(path, rng.integers(0, 256, (48, 56, 3), dtype=np.uint8))
             images.append({"image_id": f"{level}{i}", "path": str(path), "split": split, "level": level})
     store = root / "eyeq" / "original" / "patches.parquet"
-    meta = {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "task": "grading"}
+    meta = {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "modality": "fundus", "task": "grading"}
     with PatchStoreWriter(store, 32, 3, meta, row_group_bytes=8192) as writer:
         writer.add(rows)
     index = root / "eyeq" / "original" / "index.parquet"

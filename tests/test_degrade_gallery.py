@@ -18,8 +18,8 @@ from comcl.io import save_image
 from comcl.synth.chest import render_chest
 from comcl.synth.fundus import render_fundus
 
-EYEQ = {"format": "eyeq", "dataset": "eyeq_tiny"}
-CHEST = {"format": "chestxray14", "dataset": "chest_tiny"}
+EYEQ = {"format": "eyeq", "modality": "fundus", "dataset": "eyeq_tiny"}
+CHEST = {"format": "chestxray14", "modality": "chest", "dataset": "chest_tiny"}
 
 
 @pytest.fixture(scope="module")

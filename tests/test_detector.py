@@ -240,3 +240,125 @@ def test_the_detector_resumes_only_from_a_checkpoint_file_in_its_own_work_folder
         assert _own_checkpoint(work) is None, pointer
     (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
     assert _own_checkpoint(work) == (work / "iter_2.pth").resolve()
+
+
+def _coco_export(root: Path) -> dict:
+    """A labelling tool's COCO export under ``root``: four 30x20 images; train.json (a, b, c; b without boxes) with the
+    relative test.json's categories under other ids; the source that names them (test.json by its absolute path)."""
+    for name in "abcd":
+        save_image(root / "images" / f"{name}.png", np.full((20, 30, 3), 90, np.uint8))
+    train = {
+        "images": [{"id": i, "file_name": f"images/{name}.png", "width": 30, "height": 20} for i, name in enumerate("abc", 1)],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 3, 4, 5], "area": 12.5, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [10.2, 0, 20.1, 20.3]},  # to the edges, rounded past them
+            {"id": 3, "image_id": 3, "category_id": 2, "bbox": [0, 0, 5, 5]},
+        ],
+        "categories": [{"id": 2, "name": "HE"}, {"id": 1, "name": "MA", "supercategory": ""}],
+    }
+    test = {
+        "images": [{"id": 7, "file_name": str(root / "images" / "d.png"), "width": 30, "height": 20}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 1, 2, 2]}],
+        "categories": [{"id": 1, "name": "HE"}, {"id": 2, "name": "MA"}],
+    }
+    (root / "train.json").write_text(json.dumps(train))
+    (root / "test.json").write_text(json.dumps(test))
+    return {"format": "coco", "root": str(root), "train": "train.json", "test": str(root / "test.json")}
+
+
+def test_a_coco_export_keeps_its_split_and_classes_and_loses_its_evaluation_images(tmp_path):
+    source = _coco_export(tmp_path)
+    splits, summary = lesion_annotations(source, min_area=100, test_share=0.5, seed=0, held_out={"val": {"c"}, "test": set()})
+    train, test = splits["train"], splits["test"]
+    assert [c["name"] for c in train["categories"]] == [c["name"] for c in test["categories"]] == ["MA", "HE"]  # train ids' order
+    assert [(i["file_name"], i["width"], i["height"]) for i in train["images"]] == [
+        (str(tmp_path / "images" / name), 30, 20) for name in ("a.png", "b.png")  # b: a negative; c: held out
+    ]
+    assert [(a["category_id"], a["bbox"], a["area"]) for a in train["annotations"]] == [
+        (1, [2.0, 3.0, 4.0, 5.0], 12.5), (2, [10.2, 0.0, 20.1, 20.3], pytest.approx(20.1 * 20.3))
+    ]
+    assert [i["file_name"] for i in test["images"]] == [str(tmp_path / "images" / "d.png")]
+    assert [(a["category_id"], a["bbox"]) for a in test["annotations"]] == [(2, [1.0, 1.0, 2.0, 2.0])]  # HE, by name
+    assert summary["classes"] == ["MA", "HE"] and summary["excluded_evaluation_images"] == {"val": 1, "test": 0}
+    assert summary["train"] == {"images": 2, "boxes": {"MA": 1, "HE": 1}}
+    assert summary["test"] == {"images": 1, "boxes": {"MA": 0, "HE": 1}}
+
+
+def _edit(root: Path, split: str, change) -> None:
+    content = json.loads((root / f"{split}.json").read_text())
+    change(content)
+    (root / f"{split}.json").write_text(json.dumps(content))
+
+
+def _box(bbox: list[float]):
+    return lambda root: _edit(root, "train", lambda content: content["annotations"][0].update(bbox=bbox))
+
+
+BAD_COCO = {
+    "missing file": (lambda root: (root / "train.json").unlink(), "train", r"COCO annotation file not found"),
+    "not JSON": (lambda root: (root / "train.json").write_text('{"images": [\n'), "train", r"json, line 2: not a JSON file"),
+    "no categories": (lambda root: _edit(root, "train", lambda c: c.pop("categories")), "train", r"not a COCO detection file"),
+    "unknown image": (
+        lambda root: _edit(root, "train", lambda c: c["annotations"][2].update(image_id=99)),
+        "train",
+        r"annotation 3: image_id 99 names no image",
+    ),
+    "unknown category": (
+        lambda root: _edit(root, "test", lambda c: c["annotations"][0].update(category_id=5)),
+        "test",
+        r"annotation 1 on /.*d.png: category_id 5 names no category",
+    ),
+    "unnamed category": (
+        lambda root: _edit(root, "train", lambda c: c["categories"][0].pop("name")),
+        "train",
+        r"category 2 has no name",
+    ),
+    "duplicate name": (
+        lambda root: _edit(root, "train", lambda c: c["categories"][0].update(name="MA")),
+        "train",
+        r"categories 1 and 2 are both named 'MA'",
+    ),
+    "image id twice": (
+        lambda root: _edit(root, "train", lambda c: c["images"][1].update(id=1)),
+        "train",
+        r"image id 1 is given to images/a.png, images/b.png",
+    ),
+    "box without bbox": (
+        lambda root: _edit(root, "train", lambda c: c["annotations"][1].pop("bbox")),
+        "train",
+        r"entry 2 of annotations \{'id': 2\} lacks bbox",
+    ),
+    "empty box": (_box([2, 3, 0, 5]), "train", r"annotation 1 on images/a.png: box \[2, 3, 0, 5\] has no area"),
+    "left of the image": (_box([-0.6, 3, 4, 5]), "train", r"annotation 1 on images/a.png: box .* reaches outside the 30x20"),
+    "above the image": (_box([2, -1, 4, 5]), "train", r"annotation 1 .* reaches outside the 30x20 image"),
+    "right of the image": (_box([27, 3, 3.6, 5]), "train", r"annotation 1 .* reaches outside the 30x20 image"),
+    "below the image": (_box([2, 16, 4, 5]), "train", r"annotation 1 .* reaches outside the 30x20 image"),
+    "missing image": (lambda root: (root / "images" / "b.png").unlink(), "train", r"images/b.png: missing"),
+    "unreadable image": (lambda root: (root / "images" / "b.png").write_bytes(b"not a png"), "train", r"images/b.png: "),
+    "wrong size": (
+        lambda root: _edit(root, "train", lambda c: c["images"][1].update(width=31)),
+        "train",
+        r"image images/b.png is 30x20 but the COCO file says 31x20",
+    ),
+    "other classes": (
+        lambda root: _edit(root, "test", lambda c: c["categories"][1].update(name="EX")),
+        "test",
+        r"the test file's categories \['EX', 'HE'\] are not the train file's \['HE', 'MA'\]",
+    ),
+    "image in both splits": (
+        lambda root: _edit(root, "test", lambda c: c["images"][0].update(file_name="images/a.png")),
+        "test",
+        r"images/a.png is listed 2 times \(train and test\)",
+    ),
+    "no test boxes": (lambda root: _edit(root, "test", lambda c: c.update(annotations=[])), None, r"no lesion boxes in the test"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_COCO.values(), ids=BAD_COCO.keys())
+def test_a_bad_coco_export_is_refused_naming_its_file_and_what_is_wrong(tmp_path, case):
+    break_it, split, message = case
+    source = _coco_export(tmp_path)
+    break_it(tmp_path)
+    with pytest.raises(DataError, match=message) as refused:
+        lesion_annotations(source, min_area=1, test_share=0.5, seed=0, held_out={})
+    assert refused.value.path == (tmp_path / f"{split}.json" if split else tmp_path) and refused.value.hint

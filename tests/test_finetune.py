@@ -29,7 +29,7 @@ PARAMS = dict(
     workers=0,
     device="cpu",
     seed=0,
-    augment={"eyeq": {"preset": "fundus"}, "chestxray14": {"preset": "chest"}},
+    augment={"fundus": {"preset": "fundus"}, "chest": {"preset": "chest"}},
 )
 FINDINGS = ["Atelectasis", "Effusion"]
 
@@ -50,9 +50,9 @@ def tiny_index(root: Path, task: str) -> Path:
         row |= {"dr_grade": label} if task == "grading" else {FINDINGS[0]: bool(label), FINDINGS[1]: bool(i % 3 == 0)}
         rows.append(row)
     if task == "grading":
-        meta = {"format": "eyeq", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
+        meta = {"format": "eyeq", "modality": "fundus", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
     else:
-        meta = {"format": "chestxray14", "task": "multilabel", "label_columns": FINDINGS, "num_classes": 2}
+        meta = {"format": "chestxray14", "modality": "chest", "task": "multilabel", "label_columns": FINDINGS, "num_classes": 2}
     write_table(root / "index.parquet", pd.DataFrame(rows), meta)
     return root / "index.parquet"
 

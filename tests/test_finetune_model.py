@@ -150,9 +150,9 @@ def tiny_index(root: Path, task: str) -> Path:
         row |= {"dr_grade": i % 3} if task == "grading" else {"Effusion": i % 2 == 1, "Mass": i >= 2}
         rows.append(row)
     if task == "grading":
-        meta = {"format": "eyeq", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
+        meta = {"format": "eyeq", "modality": "fundus", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
     else:
-        meta = {"format": "chestxray14", "task": "multilabel", "label_columns": ["Effusion", "Mass"], "num_classes": 2}
+        meta = {"format": "chestxray14", "modality": "chest", "task": "multilabel", "label_columns": ["Effusion", "Mass"], "num_classes": 2}
     write_table(root / "index.parquet", pd.DataFrame(rows), meta)
     return root / "index.parquet"
 

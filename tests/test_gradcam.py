@@ -17,7 +17,7 @@ from comcl.finetune.model import build_classifier, save_classifier
 from comcl.io import save_image, write_table
 from comcl.report.gradcam import choose_images, grad_cam, run_gradcam, target_layer
 
-GRADING_META = {"format": "eyeq", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
+GRADING_META = {"format": "eyeq", "modality": "fundus", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
 
 
 class PooledNet(nn.Module):
@@ -115,7 +115,7 @@ def test_choose_images_takes_diseased_test_images_highest_grades_first():
 
 
 def test_choose_images_maps_the_first_finding_of_multilabel_images():
-    meta = {"format": "chestxray14", "task": "multilabel", "label_columns": ["Effusion", "Mass", "Nodule"], "num_classes": 3}
+    meta = {"format": "chestxray14", "modality": "chest", "task": "multilabel", "label_columns": ["Effusion", "Mass", "Nodule"], "num_classes": 3}
     frame = pd.DataFrame(
         {
             "image_id": ["a", "b", "c", "d"],

@@ -16,9 +16,9 @@ from comcl.index.build import assign_levels, build_index, run_index, summarize
 from comcl.index.images import check_images
 from comcl.io import read_table
 
-EYEQ_LABELS_ONLY = {"format": "eyeq", "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
+EYEQ_LABELS_ONLY = {"format": "eyeq", "modality": "fundus", "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
                     "images": {"train": "train", "test": "test"}}
-CHEST_FILES = {"format": "chestxray14", "data_entry": "Data_Entry_2017.csv", "bbox_list": "BBox_List_2017.csv",
+CHEST_FILES = {"format": "chestxray14", "modality": "chest", "data_entry": "Data_Entry_2017.csv", "bbox_list": "BBox_List_2017.csv",
                "split_lists": {"train": "train_val_list.txt", "test": "test_list.txt"}, "images": "images",
                "quality_csv": None, "low_quality_share": 0.432, "other_findings": "negative"}
 # The validation split of the tests: a quarter of the training patients.
@@ -168,7 +168,7 @@ def test_run_index_writes_the_table_and_summary(synthetic_eyeq, tmp_path):
     run_index("eyeq", {**EYEQ_LABELS_ONLY, "root": str(root)}, "header", 1, **VALIDATION, table=tmp_path / "index.parquet",
               summary=tmp_path / "summary.json")
     frame, meta = read_table(tmp_path / "index.parquet")
-    assert meta == {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "task": "grading",
+    assert meta == {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "modality": "fundus", "task": "grading",
                     "label_columns": ["dr_grade"], "num_classes": 5, "val_share": 0.25, "val_seed": 0}
     assert list(frame.columns[:5]) == ["image_id", "path", "split", "patient_id", "dr_grade"]
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -18,7 +18,7 @@ from comcl.patches.store import PatchDataset
 
 PARAMS = dict(size=32, conf=0.5, k=3, merge_iou=0.5, min_fov_coverage=1.0, fov_threshold=15, row_group_bytes=4096, seed=1)
 SIZE = (128, 128)  # height, width: the fine-tuning size of these tests, so that windows are in the images' own pixels
-META = {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "task": "grading"}
+META = {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "modality": "fundus", "task": "grading"}
 
 
 def fundus(seed: int) -> np.ndarray:

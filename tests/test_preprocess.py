@@ -171,7 +171,7 @@ def eyeq_dataset(root: Path, fundus: FundusRendering) -> dict:
         (root / split).mkdir(parents=True)
         write(root / split / name, image)
         write_labels(root / f"Label_EyeQ_{split}.csv", [name], [0], [2])
-    return {"root": str(root), "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
+    return {"format": "eyeq", "root": str(root), "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
             "images": {"train": "train", "test": "test"}}
 
 
@@ -179,8 +179,8 @@ def test_a_dataset_is_preprocessed_split_by_split_keeping_the_file_names(fundus,
     dataset = eyeq_dataset(tmp_path / "eyeq", fundus)
     result = run_preprocess(dataset, tmp_path / "out", tmp_path / "work", tmp_path / "summary.json", SIZE, workers=1)
     assert (tmp_path / "out/train/10_left.jpeg").is_file() and (tmp_path / "out/test/11_right.jpeg").is_file()
-    assert result["splits"]["train"]["methods"]["circle"] == 1
-    assert [item["image_id"] for item in result["splits"]["test"]["fallback"]] == ["11_right"]
+    assert result["folders"]["train"]["methods"]["circle"] == 1
+    assert [item["image_id"] for item in result["folders"]["test"]["fallback"]] == ["11_right"]
     assert json.loads((tmp_path / "summary.json").read_text()) == result
 
 

@@ -45,7 +45,7 @@ PARAMS = dict(
     workers=0,
     device="cpu",
     seed=3,
-    augment={"eyeq": {"preset": "fundus"}, "chestxray14": {"preset": "chest"}},
+    augment={"fundus": {"preset": "fundus"}, "chest": {"preset": "chest"}},
 )
 
 

@@ -59,7 +59,7 @@ def written_by_workflow(root):
 
 def preprocessed(dataset):
     """Whether a dataset's images go through the fundus preprocessing before indexing."""
-    return config["preprocess"]["enabled"] and config["datasets"][dataset]["format"] == "eyeq"
+    return config["preprocess"]["enabled"] and config["datasets"][dataset]["modality"] == "fundus"
 
 
 # Keys that only the fetch rules read: where the data come from, not what they are. The rules that read the data
@@ -84,7 +84,10 @@ def indexed_dataset(wildcards):
     dataset = dataset_section(wildcards.dataset)
     if preprocessed(wildcards.dataset):
         images = f"{RESULTS}/{wildcards.dataset}/preprocessed/images"
-        dataset["images"] = {split: os.path.relpath(f"{images}/{split}", dataset["root"]) for split in dataset["images"]}
+        if dataset["format"] == "table":  # the image paths are relative to this folder
+            dataset["images"] = os.path.relpath(images, dataset["root"])
+        else:
+            dataset["images"] = {split: os.path.relpath(f"{images}/{split}", dataset["root"]) for split in dataset["images"]}
     return dataset
 
 
@@ -104,12 +107,13 @@ def lesion_source(dataset):
     given = config["detector"]["annotations"].get(dataset, {"format": entry["format"]})
     own = {key: entry.get(key) for key in NIH_BOX_KEYS} if entry["format"] == "chestxray14" else {}
     source = {**own, **given} if given["format"] == "chestxray14" else dict(given)
-    needed = NIH_BOX_KEYS if source["format"] == "chestxray14" else ["root"]
+    needed = {"chestxray14": NIH_BOX_KEYS, "coco": ["root", "train", "test"]}.get(source["format"], ["root"])
     missing = [key for key in needed if not source.get(key)]
     if missing:
         raise WorkflowError(
             f"detector.annotations.{dataset} lacks {', '.join(missing)}: the detector of {dataset} needs lesion "
-            "boxes, e.g. {format: idrid, root: <folder holding 'A. Segmentation'>}"
+            "boxes, e.g. {format: coco, root: <images folder>, train: train.json, test: test.json} or "
+            "{format: idrid, root: <folder holding 'A. Segmentation'>}"
         )
     return dict(sorted(source.items()))
 
@@ -118,18 +122,24 @@ LESION_SOURCES = {name: lesion_source(name) for name in DATASETS}
 
 
 def fetched_lesions(wildcards):
-    """What a detector's boxes wait for, as `fetched_dataset`: its IDRiD tree, or its own dataset for NIH's box list."""
+    """What a detector's boxes wait for, as `fetched_dataset`: its IDRiD tree or COCO files (checked by the fetch rule),
+    or its own dataset for NIH's box list."""
     source = LESION_SOURCES[wildcards.dataset]
-    if source["format"] != "idrid":
+    if source["format"] not in ("idrid", "coco"):
         return fetched_dataset(wildcards)
-    return [ancient(rules.fetch_lesions.output[0].format(**wildcards)), *written_by_workflow(source["root"])]
+    inputs = [ancient(rules.fetch_lesions.output[0].format(**wildcards)), *written_by_workflow(source["root"])]
+    if source["format"] == "coco":
+        # Once there, the COCO files count by their time stamps: a new export from the labelling tool retrains the detector.
+        files = [os.path.join(source["root"], source[split]) for split in ("train", "test")]
+        inputs += [path for path in files if os.path.exists(path)]
+    return inputs
 
 
 def report_missing_data():
     """Name every missing piece of real data when the workflow loads, with the step that provides it, so that
     `snakemake -n` says all there is to do before any job starts. Folders the workflow writes are not checked."""
     sources = {name: section("datasets", name) for name in DATASETS}
-    sources |= {f"{name} lesions": source for name, source in LESION_SOURCES.items() if source["format"] == "idrid"}
+    sources |= {f"{name} lesions": source for name, source in LESION_SOURCES.items() if source["format"] in ("idrid", "coco")}
     found = {name: needs(source) for name, source in sources.items() if not written_by_workflow(source["root"])}
     manual = {name: [need for need in found[name] if not need.automatic] for name in found}
     fetched = {name: [need for need in found[name] if need.automatic] for name in found}

@@ -1,5 +1,5 @@
 rule lesion_annotations:
-    """The detector's lesion boxes (IDRiD masks or NIH's box list) as COCO files, train and test; never
+    """The detector's lesion boxes (IDRiD masks, NIH's box list or a COCO export) as COCO files, train and test; never
     on an image of the dataset's val or test split (its original index says which)."""
     input:
         fetched_lesions,

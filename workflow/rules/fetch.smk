@@ -18,7 +18,8 @@ rule fetch_dataset:
 
 
 rule fetch_lesions:
-    """An IDRiD segmentation tree for a dataset's detector, extracted from its zip if need be, and checked."""
+    """A dataset detector's lesion source, checked: an IDRiD segmentation tree (extracted from its zip if need be) or
+    COCO files."""
     input:
         root=lambda wildcards: written_by_workflow(LESION_SOURCES[wildcards.dataset]["root"]),
     output:

@@ -1,5 +1,6 @@
 rule preprocess:
-    """Fundus images of an EyeQ-format dataset cropped to the field of view, padded square and resized."""
+    """The photographs of a fundus dataset (EyeQ format, or a table of modality fundus) cropped to the field of view,
+    padded square and resized."""
     input:
         fetched_dataset,
     output:

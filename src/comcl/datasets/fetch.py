@@ -27,7 +27,7 @@ import pandas as pd
 
 from comcl.archives import extract
 from comcl.datasets import chestxray14 as nih
-from comcl.datasets import idrid
+from comcl.datasets import idrid, table
 from comcl.datasets.eyeq import read_labels
 from comcl.datasets.sources import EYEPACS_RULES, IDRID_ARCHIVE, NIH_PAGE, describe, has_files, needs, resolve
 from comcl.download import download, record_checksum
@@ -69,7 +69,7 @@ def fetch_source(name: str, source: Mapping[str, Any], summary: str | Path, kagg
             path=source["root"],
             hint="do the steps above and run again (the README's 'Real data' section has the details)",
         )
-    fetchers = {"eyeq": _eyeq, "chestxray14": _chestxray14, "idrid": _idrid}
+    fetchers = {"eyeq": _eyeq, "chestxray14": _chestxray14, "table": _table, "idrid": _idrid, "coco": _coco}
     result = {"name": name, "format": source["format"], "root": str(source["root"]), **fetchers[source["format"]](source, kaggle)}
     write_json(summary, result)
     return result
@@ -194,6 +194,29 @@ def _chestxray14(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) 
             _unpack([target], images, spec.get("keep_archives", False), manifest)
     provide = f"extract all 12 image archives of {NIH_PAGE} into {images}, or remove the rows of images you do not have"
     return {"data_entry": {"file": str(entry_file), "rows": len(entry)}, "images": _match(entry, "Image Index", images, entry_file, provide)}
+
+
+def _table(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dict[str, Any]:
+    """A dataset of one's own has nothing to download: its label file is read and every image it names must be there."""
+    root = Path(source["root"])
+    label_file = resolve(root, source["labels"])
+    labels, classes = table.read_labels(label_file, source["task"], source.get("findings"), source.get("num_classes"))
+    missing = labels[[not (root / name).is_file() for name in labels["image"]]]
+    if len(missing):
+        raise DataError(
+            f"{len(missing)} of {len(labels)} labelled images are not under {root}:\n{_listing(missing, 'image')}",
+            path=label_file,
+            line=int(missing["line"].iloc[0]),
+            hint="the image column holds paths relative to the dataset's root: put the images there, or remove their rows",
+        )
+    splits = {split: int(count) for split, count in labels["split"].value_counts().items()}
+    return {"labels": {"file": str(label_file), "rows": len(labels), "classes": classes, "splits": splits}}
+
+
+def _coco(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dict[str, Any]:
+    """COCO files come from one's own labelling tool: nothing to download (:func:`needs` has checked they are there);
+    the detector's annotation stage reads and checks them."""
+    return {split: str(resolve(source["root"], source[split])) for split in ("train", "test")}
 
 
 def _idrid(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dict[str, Any]:

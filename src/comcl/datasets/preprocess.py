@@ -38,14 +38,15 @@ import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from comcl.datasets import eyeq
+from comcl.datasets import eyeq, table
+from comcl.datasets.sources import resolve
 from comcl.degrade.fundus import estimate_fov_mask
 from comcl.errors import DataError
 from comcl.index.images import UnusableImage, checked_image
@@ -308,46 +309,63 @@ def preprocess_folder(
 def run_preprocess(
     dataset: Mapping[str, Any], destination: str | Path, work: str | Path, summary: str | Path, size: int, workers: int
 ) -> dict[str, Any]:
-    """Every image of an EyeQ-format dataset's label files, preprocessed to ``destination/<split>/<name>``.
+    """Every image that a fundus dataset's label files name, preprocessed to the same relative path under
+    ``destination`` (EyeQ: ``<split>/<name>``; a table: its ``image`` column).
 
-    The output keeps each image's file name, so the index reads the preprocessed folders with the
-    same label files. An image the label files name but the image folder lacks (or that cannot be
-    decoded) stops the stage with a list: the index of a partial download would be silently smaller.
+    The outputs keep the images' names, so the index reads the preprocessed folder with the same label
+    files. An image the label files name but the image folder lacks (or that cannot be decoded) stops
+    the stage with a list: the index of a partial download would be silently smaller.
 
     Images are made in ``work`` and hard-linked into ``destination`` once all are there: a workflow
     manager deletes a stage's output folder before it reruns the stage, and the work folder, which
     it does not own, is what lets a stopped run resume where it was.
     """
-    root, work = Path(dataset["root"]), Path(work)
+    work = Path(work)
     remove_partial_writes(work)
-    result: dict[str, Any] = {"size": size, "splits": {}}
+    result: dict[str, Any] = {"size": size, "folders": {}}
     made: list[Path] = []
-    for split, labels in dataset["labels"].items():
-        names = eyeq.read_labels(root / labels)["image"]
-        folder = root / dataset["images"][split]
+    for label_file, images in _labelled_images(dataset).items():
+        groups: dict[tuple[str, str], list[tuple[str, Path]]] = {}  # (folder, suffix) -> (image id, source)
+        for name, path in images.items():
+            groups.setdefault((str(PurePosixPath(name).parent), PurePosixPath(name).suffix), []).append((PurePosixPath(name).stem, path))
         parts = []
-        for suffix, group in names.groupby(names.map(lambda name: Path(name).suffix)):
-            sources = [(Path(name).stem, folder / name) for name in group]
-            parts.append(preprocess_folder(sources, work / split, size, workers, suffix=suffix))
-            made += [work / split / f"{image_id}{suffix}" for image_id, _ in sources]
+        for (folder, suffix), sources in sorted(groups.items()):
+            part = preprocess_folder(sources, work / folder, size, workers, suffix=suffix)
+            parts.append(part)
+            made += [work / folder / f"{image_id}{suffix}" for image_id, _ in sources]
+            counts = result["folders"].setdefault(folder, {"images": 0, "methods": dict.fromkeys(METHODS, 0), "fallback": []})
+            counts["images"] += part["images"]
+            counts["fallback"] += part["fallback"]
+            for method in METHODS:
+                counts["methods"][method] += part["methods"][method]
         unreadable = [item for part in parts for item in part["unreadable"]]
         if unreadable:
             listed = ", ".join(item["path"] for item in unreadable[:5]) + (", ..." if len(unreadable) > 5 else "")
             raise DataError(
-                f"{len(unreadable)} images named in {labels} are missing or unreadable: {listed}",
-                path=folder,
+                f"{len(unreadable)} images named in {label_file.name} are missing or unreadable: {listed}",
+                path=label_file,
                 hint="complete the image download (or remove those rows from the label file) and run again",
             )
-        result["splits"][split] = {
-            "images": sum(part["images"] for part in parts),
-            "methods": {method: sum(part["methods"][method] for part in parts) for method in METHODS},
-            "fallback": [item for part in parts for item in part["fallback"]],
-        }
     with atomic_directory(destination) as staging:
         for path in made:
             _link(path, staging / path.relative_to(work))
     write_json(summary, result)
     return result
+
+
+def _labelled_images(dataset: Mapping[str, Any]) -> dict[Path, dict[str, Path]]:
+    """Per label file, the images it names: their path relative to the output folder, and their file."""
+    root = Path(dataset["root"])
+    if dataset["format"] == "table":
+        label_file = resolve(root, dataset["labels"])
+        labels, _ = table.read_labels(label_file, dataset["task"], dataset.get("findings"), dataset.get("num_classes"))
+        return {label_file: {name: root / name for name in labels["image"]}}
+    found = {}
+    for split, labels in dataset["labels"].items():
+        folder = resolve(root, dataset["images"][split])
+        label_file = resolve(root, labels)
+        found[label_file] = {f"{split}/{name}": folder / name for name in eyeq.read_labels(label_file)["image"]}
+    return found
 
 
 def _link(source: Path, target: Path) -> None:

@@ -1,11 +1,12 @@
 """What a data source must hold before the workflow can read it, and the step that provides each piece.
 
-A source is a diagnosis dataset (EyeQ or ChestX-ray14 format) or a detector's lesion source (an IDRiD
-tree). Some pieces the fetch rule provides itself (downloads from configured URLs, the Kaggle client,
-an archive to extract); the others need a person (an account, a registration). The check runs twice:
-when the workflow loads, on file existence only, so that ``snakemake -n`` names every missing piece of
-every source at once; and in the fetch rule, which provides what it can and stops on the rest with
-the same list. Standard library only: the workflow imports this module while it parses.
+A source is a diagnosis dataset (EyeQ or ChestX-ray14 format, or a label table of your own) or a
+detector's lesion source (an IDRiD tree, or a labelling tool's COCO export). Some pieces the fetch rule
+provides itself (downloads from configured URLs, the Kaggle client, an archive to extract); the others
+need a person (an account, a registration, a file only they can write). The check runs twice: when the
+workflow loads, on file existence only, so that ``snakemake -n`` names every missing piece of every
+source at once; and in the fetch rule, which provides what it can and stops on the rest with the same
+list. Standard library only: the workflow imports this module while it parses.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ NIH_PAGE = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
 IDRID_PAGE = "https://ieee-dataport.org/open-access/indian-diabetic-retinopathy-image-dataset-idrid"
 IDRID_ARCHIVE = "A. Segmentation.zip"
 SEGMENTATION_DIR = "A. Segmentation"
+COCO_EXPORT = (
+    "export COCO JSON from your labelling tool (CVAT: Actions > Export dataset > COCO 1.0; Label Studio: "
+    "Export > COCO; Roboflow: Export > COCO JSON)"
+)
+TABLE_LABELS = "labels.csv"
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ def kaggle_credentials() -> bool:
 
 def needs(source: Mapping[str, Any]) -> list[Need]:
     """The pieces of ``source`` (a dataset section or a lesion source, as configured) that are not there."""
-    check = {"eyeq": _eyeq, "chestxray14": _chestxray14, "idrid": _idrid}.get(source["format"])
+    check = {"eyeq": _eyeq, "chestxray14": _chestxray14, "table": _table, "idrid": _idrid, "coco": _coco}.get(source["format"])
     if check is None:
         raise ValueError(f"unknown source format {source['format']!r}")
     return check(source)
@@ -139,6 +145,30 @@ def _idrid(source: Mapping[str, Any]) -> list[Need]:
         f"(it is extracted here) or extract it into {root}"
     )
     return [Need("IDRiD segmentation tree", tree, step, False)]
+
+
+def _table(source: Mapping[str, Any]) -> list[Need]:
+    """Data of your own: only its label file is checked here; the index checks every image it names."""
+    labels = resolve(source["root"], source.get("labels") or TABLE_LABELS)
+    if labels.is_file():
+        return []
+    findings = ", ".join(source.get("findings") or []) or "one 0/1 column per finding"
+    columns = "grade (0, 1, ...)" if source.get("task") == "grading" else findings
+    step = (
+        f"write {labels.name} with the columns image (its path, relative to {source['root']}), split (train or test) "
+        f"and {columns}, at {labels}"
+    )
+    return [Need("label table", labels, step, False)]
+
+
+def _coco(source: Mapping[str, Any]) -> list[Need]:
+    """Boxes drawn by people: nothing to download, only the labelling tool's export to put in place."""
+    found = []
+    for split in ("train", "test"):
+        path = resolve(source["root"], source[split])
+        if not path.is_file():
+            found.append(Need(f"COCO {split} boxes", path, f"{COCO_EXPORT} for the {split} images and put it at {path}", False))
+    return found
 
 
 def describe(missing: Mapping[str, Sequence[Need]]) -> str:

@@ -33,9 +33,9 @@ from comcl.errors import DataError
 from comcl.io import save_figure
 
 # Per format: the PIL mode images are read in and the degradation types, one per column.
-_FORMATS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
-    "eyeq": ("RGB", FUNDUS_DEGRADATION_TYPES),
-    "chestxray14": ("L", tuple((kind,) for kind in CHEST_DEGRADATIONS)),
+_MODALITIES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
+    "fundus": ("RGB", FUNDUS_DEGRADATION_TYPES),
+    "chest": ("L", tuple((kind,) for kind in CHEST_DEGRADATIONS)),
 }
 _CHEST_REFERENCE_SIZE = 256
 
@@ -48,28 +48,28 @@ DPI = 110
 
 def draw_gallery(index: pd.DataFrame, meta: Mapping[str, Any], path: str | Path, seed: int, n_images: int = 3) -> None:
     """Draw ``n_images`` high-quality images of ``index`` (fewer if it has fewer), each as it is
-    and after every degradation type of ``meta["format"]``, and save the figure as a PNG at ``path``.
+    and after every degradation type of ``meta["modality"]``, and save the figure as a PNG at ``path``.
 
     ``index`` needs the columns ``image_id``, ``path`` and ``quality``; where a ``lesion`` column
     has both values among the high-quality images, rows alternate between lesion and healthy.
     """
-    form = meta.get("format")
-    if form not in _FORMATS:
-        raise ValueError(f"unknown dataset format {form!r}; the gallery knows {sorted(_FORMATS)}")
+    modality = meta.get("modality")
+    if modality not in _MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; the gallery knows {sorted(_MODALITIES)}")
     if n_images < 1:
         raise ValueError(f"n_images must be at least 1, got {n_images}")
-    mode, types = _FORMATS[form]
-    dataset = meta.get("dataset") or form
+    mode, types = _MODALITIES[modality]
+    dataset = meta.get("dataset") or modality
     rows = _choose(index, n_images, np.random.default_rng(seed), dataset)
 
-    images = [_load(Path(str(record["path"])), mode, form) for _, record in rows.iterrows()]
+    images = [_load(Path(str(record["path"])), mode, modality) for _, record in rows.iterrows()]
     aspect = max(image.shape[0] / image.shape[1] for image in images)
     ncols = 1 + len(types)
     row_height = 0.92 * CELL_WIDTH * aspect + CAPTION_HEIGHT
     fig = Figure(figsize=(CELL_WIDTH * ncols, row_height * len(rows) + TITLE_HEIGHT))
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for r, (axes_row, image, (_, record)) in enumerate(zip(axes, images, rows.iterrows(), strict=True)):
-        fov = estimate_fov_mask(image) if form == "eyeq" else None
+        fov = estimate_fov_mask(image) if modality == "fundus" else None
         if fov is not None and not fov.any():
             raise DataError(
                 "no field of view found: the image is black",
@@ -122,7 +122,7 @@ def _choose(index: pd.DataFrame, n_images: int, rng: np.random.Generator, datase
     return high.iloc[positions[:n_images]]
 
 
-def _load(path: Path, mode: str, form: str) -> np.ndarray:
+def _load(path: Path, mode: str, modality: str) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             image = np.asarray(opened.convert(mode))
@@ -133,7 +133,7 @@ def _load(path: Path, mode: str, form: str) -> np.ndarray:
             hint="replace the file, or re-index with index: check_images: decode to find every such image",
         ) from error
     height, width = image.shape[:2]
-    scale = REFERENCE_HEIGHT / height if form == "eyeq" else _CHEST_REFERENCE_SIZE / max(height, width)
+    scale = REFERENCE_HEIGHT / height if modality == "fundus" else _CHEST_REFERENCE_SIZE / max(height, width)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)

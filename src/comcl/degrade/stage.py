@@ -59,16 +59,16 @@ def select(frame: pd.DataFrame, target: float, splits: Iterable[str], seed: int)
     return pd.Index(chosen)
 
 
-def _degrade_one(job: tuple[str, str, str], form: str, seed: int) -> dict[str, Any] | str:
+def _degrade_one(job: tuple[str, str, str], modality: str, seed: int) -> dict[str, Any] | str:
     """Degrade one image file into ``target``; returns the parameters, or why it failed."""
     image_id, source, target = job
     rng = np.random.default_rng(image_seed(seed, image_id))
     try:
         with Image.open(source) as opened:
-            image = np.asarray(opened.convert("RGB" if form == "eyeq" else "L"))
+            image = np.asarray(opened.convert("RGB" if modality == "fundus" else "L"))
     except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
         return f"{source}: {error}"
-    if form == "eyeq":
+    if modality == "fundus":
         kinds = FUNDUS_DEGRADATION_TYPES[rng.integers(len(FUNDUS_DEGRADATION_TYPES))]
         degraded, params = degrade_fundus(image, estimate_fov_mask(image), kinds, rng)
     else:
@@ -81,13 +81,13 @@ def degrade_index(
     frame: pd.DataFrame, meta: dict[str, Any], target: float, degrade_test: bool, seed: int, images: Path, source: Path, workers: int
 ) -> pd.DataFrame:
     """The index at ``target``, degraded images written under ``images``."""
-    if meta["format"] not in ("eyeq", "chestxray14"):
-        raise ValueError(f"no degradation model for format {meta['format']!r}")
+    if meta["modality"] not in ("fundus", "chest"):
+        raise ValueError(f"no degradation model for modality {meta['modality']!r}")
     splits = ["train", "val", "test"] if degrade_test else ["train", "val"]
     rows = select(frame, target, splits, seed)
     frame = frame.copy()
     jobs = [(frame.at[row, "image_id"], frame.at[row, "path"], str(images / (frame.at[row, "image_id"] + Path(frame.at[row, "path"]).suffix))) for row in rows]
-    results = parallel_map(functools.partial(_degrade_one, form=meta["format"], seed=seed), jobs, workers, desc=f"degrading to {target:.0%}")
+    results = parallel_map(functools.partial(_degrade_one, modality=meta["modality"], seed=seed), jobs, workers, desc=f"degrading to {target:.0%}")
     failed = [result for result in results if isinstance(result, str)]
     if failed:
         raise DataError(

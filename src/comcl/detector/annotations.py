@@ -5,7 +5,10 @@ components smaller than ``min_area`` pixels dropped (single stray pixels of the 
 An image without a mask of a class simply has no box of it. Chest: the boxes of NIH's
 BBox_List_2017.csv. The official split lists put nearly all of those images in the test list, so
 the detector's own train/test split is drawn here, patient-wise, with a seed (the index removes the
-boxed images from its test split: they leave the classification task).
+boxed images from its test split: they leave the classification task). Boxes of your own: a labelling
+tool's COCO export (CVAT, Label Studio, Roboflow), one file per split, its split kept and its category
+names the classes; it is checked against the images it names (present, readable, of the size it says,
+every box inside its image) so that a stale export or a resized folder fails here, naming the file.
 
 Whatever the source, no image of the diagnosis dataset's evaluation splits (its index's val and test
 splits, matched by image id: the file name without its extension) is used: the detector's boxes
@@ -31,13 +34,19 @@ from scipy import ndimage
 
 from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
+from comcl.datasets.sources import COCO_EXPORT, resolve
 from comcl.errors import DataError
 from comcl.index.images import check_images
 from comcl.io import read_table, write_json
 
 log = logging.getLogger(__name__)
 
+# The classes of the public formats; a COCO export brings its own.
 LESION_CLASSES = {"idrid": ("MA", "HE", "EX", "SE"), "chestxray14": nih.TASK_FINDINGS}
+COCO_KEYS = ("images", "annotations", "categories")
+# Boxes drawn or exported with rounded coordinates may reach this far past the image's edge.
+EDGE_TOLERANCE = 0.5
+_RELABEL = "correct it in your labelling tool and export again"
 SPLITS = ("train", "test")
 # The splits of a diagnosis index whose images no detector may learn from.
 EVALUATION_SPLITS = ("val", "test")
@@ -136,11 +145,187 @@ def nih_boxes(dataset: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return images, boxes
 
 
+def read_coco(path: Path) -> dict[str, Any]:
+    """A COCO file as exported, with the three lists every detection export has."""
+    if not path.is_file():
+        raise DataError("COCO annotation file not found", path=path, hint=f"{COCO_EXPORT} and put it here")
+    try:
+        content = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        line = getattr(error, "lineno", None)
+        raise DataError(f"not a JSON file ({error})", path=path, line=line, hint=f"{COCO_EXPORT} again") from error
+    missing = [key for key in COCO_KEYS if not isinstance(content, dict) or not isinstance(content.get(key), list)]
+    if missing:
+        raise DataError(
+            f"not a COCO detection file: no {', '.join(missing)} list",
+            path=path,
+            hint=f"{COCO_EXPORT}: a COCO detection file holds images, annotations and categories",
+        )
+    return content
+
+
+def _coco_entries(content: Mapping[str, Any], key: str, fields: tuple[str, ...], path: Path) -> list[dict[str, Any]]:
+    """One of a COCO file's lists, each entry holding the fields read here."""
+    for number, entry in enumerate(content[key], start=1):
+        missing = [field for field in fields if not isinstance(entry, dict) or field not in entry]
+        if missing:
+            named = {field: entry[field] for field in ("id", "file_name") if isinstance(entry, dict) and field in entry}
+            raise DataError(
+                f"entry {number} of {key} {named or ''} lacks {', '.join(missing)}", path=path, hint=f"{COCO_EXPORT} again"
+            )
+    return content[key]
+
+
+def _coco_categories(content: Mapping[str, Any], path: Path) -> dict[Any, str]:
+    """Category id -> name, in id order: the names are the detector's classes, so each must be there, once."""
+    ids: dict[str, Any] = {}
+    for category in sorted(_coco_entries(content, "categories", ("id",), path), key=lambda category: category["id"]):
+        name = category.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"category {category['id']} has no name", path=path, hint=f"name every lesion type; {_RELABEL}")
+        if name in ids:
+            raise DataError(
+                f"categories {ids[name]} and {category['id']} are both named {name!r}",
+                path=path,
+                hint=f"one category per lesion type: merge or rename them; {_RELABEL}",
+            )
+        ids[name] = category["id"]
+    return {number: name for name, number in ids.items()}
+
+
+def _coco_images(content: Mapping[str, Any], root: Path, path: Path) -> pd.DataFrame:
+    """The listed images (``id``, ``file_name``, ``path``, ``width``, ``height``, ``line``), each read, of the size
+    the file says: boxes drawn on other pixels than the detector reads would be wrong without any error."""
+    fields = ("id", "file_name", "width", "height")
+    listed = pd.DataFrame(_coco_entries(content, "images", fields, path), columns=list(fields))
+    repeated = listed[listed["id"].duplicated(keep=False)]
+    if not repeated.empty:
+        names = repeated.loc[repeated["id"] == repeated["id"].iloc[0], "file_name"].astype(str)
+        raise DataError(
+            f"image id {repeated['id'].iloc[0]} is given to {', '.join(names)}", path=path, hint=f"{COCO_EXPORT} again"
+        )
+    frame = pd.DataFrame({"path": [str(resolve(root, name)) for name in listed["file_name"]], "line": 0})
+    frame = check_images(frame, "header", path, workers=1)
+    wrong = (frame["width"].astype(int).to_numpy() != listed["width"].to_numpy()) | (
+        frame["height"].astype(int).to_numpy() != listed["height"].to_numpy()
+    )
+    if wrong.any():
+        first = int(np.flatnonzero(wrong)[0])
+        raise DataError(
+            f"image {listed['file_name'].iloc[first]} is {frame['width'].iloc[first]}x{frame['height'].iloc[first]} "
+            f"but the COCO file says {listed['width'].iloc[first]}x{listed['height'].iloc[first]}",
+            path=path,
+            hint="point root at the images that were labelled (not resized or converted copies), or export again from them",
+        )
+    return frame.assign(id=listed["id"].to_numpy(), file_name=listed["file_name"].to_numpy())
+
+
+def _coco_box(annotation: Mapping[str, Any], image: pd.Series, path: Path) -> tuple[float, float, float, float, float]:
+    """``(x, y, w, h, area)`` of an annotation (its ``area``, else ``w * h``), refused unless it is a box of positive size
+    inside its image."""
+    where = f"annotation {annotation['id']} on {image['file_name']}"
+    bbox = annotation["bbox"]
+    numbers = isinstance(bbox, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
+    if not numbers or len(bbox) != 4:
+        raise DataError(f"{where}: bbox {bbox!r} is not [x, y, width, height]", path=path, hint=f"{COCO_EXPORT} again")
+    x, y, w, h = map(float, bbox)
+    if w <= 0 or h <= 0:
+        raise DataError(
+            f"{where}: box {bbox} has no area (width or height <= 0)", path=path, hint=f"delete or redraw it; {_RELABEL}"
+        )
+    width, height = int(image["width"]), int(image["height"])
+    if x < -EDGE_TOLERANCE or y < -EDGE_TOLERANCE or x + w > width + EDGE_TOLERANCE or y + h > height + EDGE_TOLERANCE:
+        raise DataError(
+            f"{where}: box {bbox} reaches outside the {width}x{height} image",
+            path=path,
+            hint=f"redraw it inside the image; {_RELABEL}",
+        )
+    return x, y, w, h, float(annotation.get("area") or w * h)
+
+
+def _coco_annotations(
+    content: Mapping[str, Any], images: pd.DataFrame, categories: Mapping[Any, str], path: Path
+) -> pd.DataFrame:
+    """The boxes of one COCO file (``path``, ``label``, ``x``, ``y``, ``w``, ``h``, ``area``), each on a listed image, of a
+    listed category."""
+    by_id = images.set_index("id")
+    boxes = []
+    for annotation in _coco_entries(content, "annotations", ("id", "image_id", "category_id", "bbox"), path):
+        if annotation["image_id"] not in by_id.index:
+            raise DataError(
+                f"annotation {annotation['id']}: image_id {annotation['image_id']} names no image of the file's images",
+                path=path,
+                hint=f"export images and annotations together: {COCO_EXPORT}",
+            )
+        image = by_id.loc[annotation["image_id"]]
+        if annotation["category_id"] not in categories:
+            raise DataError(
+                f"annotation {annotation['id']} on {image['file_name']}: "
+                f"category_id {annotation['category_id']} names no category",
+                path=path,
+                hint=f"export labels and boxes together: {COCO_EXPORT}",
+            )
+        boxes.append((image["path"], categories[annotation["category_id"]], *_coco_box(annotation, image, path)))
+    return pd.DataFrame(boxes, columns=["path", "label", "x", "y", "w", "h", "area"])
+
+
+def coco_boxes(source: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+    """A COCO export, its own train/test split kept: ``(images, boxes)`` frames (see :func:`coco`) and the classes, the
+    train file's category names in id order. Images without boxes stay: they are the detector's negatives."""
+    root = Path(source["root"])
+    images, boxes, classes = [], [], {}
+    for split in SPLITS:
+        path = resolve(root, source[split])
+        content = read_coco(path)
+        categories = _coco_categories(content, path)
+        found = _coco_images(content, root, path)
+        boxes.append(_coco_annotations(content, found, categories, path))
+        images.append(found.drop(columns=["id", "file_name"]).assign(split=split))
+        classes[split] = tuple(categories.values())
+    if set(classes["test"]) != set(classes["train"]):
+        raise DataError(
+            f"the test file's categories {sorted(classes['test'])} are not the train file's {sorted(classes['train'])}",
+            path=resolve(root, source["test"]),
+            hint="the detector learns and is scored on the same classes: export both splits from one project, same labels",
+        )
+    images = pd.concat(images, ignore_index=True)
+    _refuse_repeated_images(images, root, source)
+    return images, pd.concat(boxes, ignore_index=True), classes["train"]
+
+
+def _refuse_repeated_images(images: pd.DataFrame, root: Path, source: Mapping[str, Any]) -> None:
+    """An image listed twice (in one file, or in both) would be trained on and scored on, or its boxes doubled."""
+    repeated = images[images["path"].duplicated(keep=False)]
+    if repeated.empty:
+        return
+    first = repeated[repeated["path"] == repeated["path"].iloc[0]]
+    splits = " and ".join(first["split"])
+    raise DataError(
+        f"image {first['path'].iloc[0]} is listed {len(first)} times ({splits})",
+        path=resolve(root, source[first["split"].iloc[-1]]),
+        hint="list each image once, in one split: export the train and test images as separate, disjoint subsets",
+    )
+
+
 def patient_split(patients: pd.Series, test_share: float, seed: int) -> pd.Series:
     """``test`` for the images of about ``test_share`` of the patients (at least one, if there are two), else ``train``."""
     order = np.random.default_rng(seed).permutation(sorted(patients.unique()))
     test_patients = set(order[: max(1, round(test_share * len(order)))]) if len(order) > 1 else set()
     return pd.Series(np.where(patients.isin(test_patients), "test", "train"), index=patients.index)
+
+
+def lesion_boxes(source: Mapping[str, Any], min_area: int) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+    """The ``(images, boxes)`` frames of an annotation source and its classes: fixed for the public formats, the
+    export's own for COCO."""
+    if source["format"] == "coco":
+        return coco_boxes(source)
+    if source["format"] == "idrid":
+        images, boxes = idrid_boxes(source["root"], min_area)
+    elif source["format"] == "chestxray14":
+        images, boxes = nih_boxes(source)
+    else:
+        raise ValueError(f"unknown lesion annotation format {source['format']!r}")
+    return images, boxes, LESION_CLASSES[source["format"]]
 
 
 def evaluation_images(index: str | Path) -> dict[str, set[str]]:
@@ -192,24 +377,18 @@ def coco_classes(path: str | Path) -> list[str]:
 def lesion_annotations(
     source: Mapping[str, Any], min_area: int, test_share: float, seed: int, held_out: Mapping[str, Collection[str]]
 ) -> tuple[dict[str, dict], dict[str, Any]]:
-    """COCO dicts per split for an annotation ``source`` (``format``: idrid | chestxray14), and a summary.
+    """COCO dicts per split for an annotation ``source`` (``format``: idrid | chestxray14 | coco), and a summary.
 
     ``held_out``: image ids per evaluation split of the diagnosis dataset (:func:`evaluation_images`);
     those images are left out before the detector's own split is drawn.
     """
-    if source["format"] == "idrid":
-        images, boxes = idrid_boxes(source["root"], min_area)
-    elif source["format"] == "chestxray14":
-        images, boxes = nih_boxes(source)
-    else:
-        raise ValueError(f"unknown lesion annotation format {source['format']!r}")
+    images, boxes, classes = lesion_boxes(source, min_area)
     held = evaluation_split(images["path"], held_out)
     excluded = {split: int((held == split).sum()) for split in held_out}
     images = images[held.isna()].reset_index(drop=True)
     if source["format"] == "chestxray14":
         # NIH's box images have no split of their own: drawn among those the detector may use.
         images["split"] = patient_split(images["patient"], test_share, seed)
-    classes = LESION_CLASSES[source["format"]]
     splits = {split: coco(images[images["split"] == split], boxes, classes) for split in SPLITS}
     for split, content in splits.items():
         if not content["annotations"]:
@@ -217,7 +396,7 @@ def lesion_annotations(
                 f"no lesion boxes in the {split} split ({len(content['images'])} images; "
                 f"{sum(excluded.values())} images of the dataset's evaluation splits left out)",
                 path=source["root"],
-                hint="the detector needs boxes in both splits: check the masks / box list, or lower min_area",
+                hint="the detector needs boxes in both splits: check the masks / box list / COCO files, or lower min_area",
             )
     summary = {
         "format": source["format"],

@@ -48,7 +48,7 @@ class ImageDataset(torch.utils.data.Dataset):
                     f"image {self.ids[first]!r} has {columns[0]} {self.targets[first]}, outside 0..{meta['num_classes'] - 1}",
                     hint="fix the label in the dataset's label file and rebuild the index",
                 )
-        self.channels = CHANNELS[meta["format"]]
+        self.channels = CHANNELS[meta["modality"]]
         self.size = size
         self.augment = augment
         self.seed = seed

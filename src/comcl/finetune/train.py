@@ -142,7 +142,7 @@ def _finetune(
         )
     log.info("%s initialised from %s", params["arch"], description)
     model = model.to(device)
-    augment = build_augmentation(params["augment"][meta["format"]], params["input_size"])
+    augment = build_augmentation(params["augment"][meta["modality"]], params["input_size"])
     size = params["input_size"]
     datasets = {
         "train": ImageDataset(train, meta, size, augment, params["seed"]),

@@ -29,6 +29,7 @@ import pandas as pd
 
 from comcl.datasets import chestxray14 as nih
 from comcl.datasets import eyeq
+from comcl.datasets import table as table_labels
 from comcl.datasets.tables import check_columns, read_csv_checked
 from comcl.errors import DataError
 from comcl.index import quality
@@ -220,10 +221,7 @@ def index_chestxray14(
     if quality_csv:
         low = _quality_from_csv(root / quality_csv, frame)
     else:
-        measured = parallel_map(quality.measure_or_reason, frame["path"].tolist(), workers, desc="quality score")
-        refuse_unusable(frame, measured, entry_path, _QUALITY_HINT)
-        frame["quality_score"] = quality.score(pd.DataFrame(measured, columns=quality.FEATURES, index=frame.index))
-        low = quality.low_quality(frame["quality_score"], low_quality_share)
+        frame, low = _scored_quality(frame, low_quality_share, entry_path, workers)
     lesion = frame[list(nih.TASK_FINDINGS)].any(axis=1)
     frame = _finish(frame, list(nih.TASK_FINDINGS), low, lesion)
     meta = {
@@ -235,6 +233,56 @@ def index_chestxray14(
         "boxed_test_images_removed": removed,
     }
     return frame, meta
+
+
+def _scored_quality(frame: pd.DataFrame, share: float, source: Path, workers: int) -> tuple[pd.DataFrame, pd.Series]:
+    """``frame`` with its no-reference ``quality_score``, and which images are low quality: the lowest-scoring ``share``."""
+    measured = parallel_map(quality.measure_or_reason, frame["path"].tolist(), workers, desc="quality score")
+    refuse_unusable(frame, measured, source, _QUALITY_HINT)
+    frame = frame.copy()
+    frame["quality_score"] = quality.score(pd.DataFrame(measured, columns=quality.FEATURES, index=frame.index))
+    return frame, quality.low_quality(frame["quality_score"], share)
+
+
+def index_table(
+    root: Path,
+    labels: str,
+    task: str,
+    check: str,
+    workers: int,
+    val_share: float,
+    seed: int,
+    findings: list[str] | None = None,
+    num_classes: int | None = None,
+    low_quality_share: float = 0.432,
+    images: str = ".",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A dataset of one's own (:mod:`comcl.datasets.table`): lesion = grade > 0, or any finding. Quality from its
+    ``quality`` column, else the no-reference score as for ChestX-ray14. ``images``: the folder, relative to
+    ``root``, that the image paths are relative to (the preprocessed one for a preprocessed fundus table)."""
+    source = root / labels
+    table, classes = table_labels.read_labels(source, task, findings, num_classes)
+    label_columns = [table_labels.GRADE] if task == "grading" else list(findings or ())
+    folder = Path(os.path.normpath(root / images))
+    frame = pd.DataFrame(
+        {
+            "image_id": table["image_id"],
+            "path": [str(folder / name) for name in table["image"]],
+            "split": table["split"],
+            "patient_id": table["patient"],
+            **{column: table[column] for column in label_columns},
+            "line": table["line"],
+        }
+    )
+    frame = check_images(frame, check, source, workers)
+    frame = carve_validation(frame, val_share, seed, source)
+    if "quality" in table.columns:
+        low = pd.Series((table["quality"] == "low").to_numpy(), index=frame.index)
+    else:
+        frame, low = _scored_quality(frame, low_quality_share, source, workers)
+    lesion = frame[table_labels.GRADE] > 0 if task == "grading" else frame[label_columns].any(axis=1)
+    frame = _finish(frame, label_columns, low, lesion)
+    return frame, {"format": "table", "task": task, "label_columns": label_columns, "num_classes": classes}
 
 
 def drop_boxed_test_images(frame: pd.DataFrame, boxes: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, int]:
@@ -305,7 +353,7 @@ def _label_counts(part: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, int]
     return {name: int(part[name].sum()) for name in meta["label_columns"]}
 
 
-INDEXERS = {"eyeq": index_eyeq, "chestxray14": index_chestxray14}
+INDEXERS = {"eyeq": index_eyeq, "chestxray14": index_chestxray14, "table": index_table}
 
 
 def build_index(
@@ -317,9 +365,9 @@ def build_index(
     form = options.pop("format")
     if form not in INDEXERS:
         raise ValueError(f"unknown dataset format {form!r}; known: {sorted(INDEXERS)}")
-    root = Path(options.pop("root"))
+    root, modality = Path(options.pop("root")), options.pop("modality")
     frame, meta = INDEXERS[form](root, check=check, workers=workers, val_share=val_share, seed=seed, **options)
-    return frame, {**meta, "val_share": val_share, "val_seed": seed}
+    return frame, {**meta, "modality": modality, "val_share": val_share, "val_seed": seed}
 
 
 def run_index(

@@ -51,7 +51,7 @@ def draw_windows(
         row[0].set_ylabel(LEVEL_NAMES[level], fontsize=8)
         chosen = _sample(with_patches[with_patches["level"] == level], per_level, rng)
         for ax, (_, record) in zip(row, chosen.iterrows(), strict=False):
-            original = read_image(record["path"], CHANNELS[meta["format"]])
+            original = read_image(record["path"], CHANNELS[meta["modality"]])
             image = resize_square(original, image_size)
             ax.imshow(image.squeeze(), cmap="gray" if image.shape[2] == 1 else None)
             found = detections[(detections["image_id"] == record["image_id"]) & (detections["score"] > conf)]

@@ -33,7 +33,7 @@ from comcl.patches.store import PatchRow, PatchStoreWriter
 from comcl.patches.windows import expand_box, fov_windows, merge_windows
 
 log = logging.getLogger(__name__)
-CHANNELS = {"eyeq": 3, "chestxray14": 1}
+CHANNELS = {"fundus": 3, "chest": 1}
 
 
 def read_image(path: str, channels: int) -> np.ndarray | None:
@@ -165,7 +165,7 @@ def run_patches(
         )
     frame, meta = read_table(index)
     found, _ = read_table(detections)
-    channels = CHANNELS[meta["format"]]
+    channels = CHANNELS[meta["modality"]]
     rows_of = found.groupby("image_id").indices
     columns = ["image_id", "path", "split", "level"]
     # Built as the workers ask for them: one small frame per image in flight, not one per image.
@@ -173,7 +173,7 @@ def run_patches(
     jobs = ((record, found.iloc[rows_of.get(record["image_id"], [])]) for record in records)
     work = functools.partial(image_rows, params=params, image_size=image_size, channels=channels)
     without: dict[str, list[str]] = {"lesion": [], "healthy": []}
-    store_meta = {key: meta.get(key) for key in ("dataset", "proportion", "format", "task")}
+    store_meta = {key: meta.get(key) for key in ("dataset", "proportion", "format", "modality", "task")}
     store_meta |= {"params": dict(params), "image_size": image_size}
     with PatchStoreWriter(store, params["size"], channels, store_meta, params["row_group_bytes"]) as writer:
         for record, rows in parallel_stream(work, jobs, len(frame), workers, desc="patches"):

@@ -48,7 +48,7 @@ class ImageSource:
 
     def __init__(self, frame: pd.DataFrame, meta: Mapping[str, Any], size: int, path: str | Path) -> None:
         self.frame = frame.reset_index(drop=True)
-        self.channels = CHANNELS[meta["format"]]
+        self.channels = CHANNELS[meta["modality"]]
         self.size = size
         self.path = Path(path)
 

@@ -105,7 +105,7 @@ def learning_rate(step: int, total: int, params: Mapping[str, Any]) -> float:
 def _source(
     variant: Mapping[str, Any], params: Mapping[str, Any], store: str | Path | None, index: Path
 ) -> tuple[PatchSource | ImageSource, str, int]:
-    """Where the variant's items come from, their dataset format, and the side of the views fed to the encoder.
+    """Where the variant's items come from, their modality (fundus or chest), and the side of the views fed to the encoder.
 
     Patches (cut at the lesion scale) give views of ``input_size``. Whole images are seen at the lesion
     scale too, resized to ``lesion_scale`` (fine-tuning's input size), and give views of ``image_size``
@@ -116,9 +116,9 @@ def _source(
         if store is None:
             raise ValueError(f"variant {variant['name']!r} trains on patches: give it the patch store")
         source = PatchSource(store)
-        return source, source.store.metadata["format"], params["input_size"]
+        return source, source.store.metadata["modality"], params["input_size"]
     frame, meta = read_table(index)
-    return ImageSource(frame, meta, params["lesion_scale"], index), meta["format"], params["image_size"]
+    return ImageSource(frame, meta, params["lesion_scale"], index), meta["modality"], params["image_size"]
 
 
 def initial_weights(params: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor] | None, str]:
@@ -275,14 +275,14 @@ def _pretrain(
     check_variant(variant)
     index, work_dir = Path(index), Path(work_dir)
     pairs, skipped = pairs_with_images(variant, index, params["split"])
-    source, form, view_size = _source(variant, params, store, index)
+    source, modality, view_size = _source(variant, params, store, index)
     members = group_members(source, variant["groups"], params["split"])
     anchors = {anchor for anchor, _ in pairs}
     queued = sorted({negative for _, negative in pairs})
     used = sorted(anchors | set(queued))
     needs = {name: max(params["batch_size"] if name in anchors else 0, params["queue_size"] if name in queued else 0) for name in used}
     check_groups(members, needs, source.path)
-    augment = build_augmentation(params["augment"][form], view_size)
+    augment = build_augmentation(params["augment"][modality], view_size)
     shard = distributed.shard(params["batch_size"])
     batches = StepBatches(source, {name: members[name] for name in used}, params["batch_size"], augment, params["seed"], shard)
     longest = max(len(members[name]) for name in anchors)

@@ -488,7 +488,8 @@ def _task(dataset: str, frame: pd.DataFrame, context: Mapping[str, Any], layout:
             f"the fine-tuning results of dataset {dataset!r} mix tasks ({', '.join(tasks)})",
             hint="rerun the fine-tuning of this dataset so that all its metrics.json files come from one index",
         )
-    return tasks[0] if tasks else layout["format_tasks"][context["datasets"][dataset]["format"]]
+    section = context["datasets"][dataset]
+    return tasks[0] if tasks else section.get("task") or layout["format_tasks"][section["format"]]
 
 
 def _sizes(sizes: Mapping[str, Mapping[str, int]], layout: Mapping[str, Any]) -> str:
@@ -575,7 +576,9 @@ def table_context(configuration: Mapping[str, Any], versions: Sequence[str], pat
     (the run's ``config.yaml``), which the notes name for every other setting."""
     finetune, pretrain = configuration["finetune"], configuration["pretrain"]
     return {
-        "datasets": {name: {key: section[key] for key in ("format", "root")} for name, section in configuration["datasets"].items()},
+        "datasets": {
+            name: {key: section[key] for key in ("format", "root", "task") if key in section} for name, section in configuration["datasets"].items()
+        },
         "versions": list(versions),
         "seeds": finetune["seeds"],
         "finetune": {key: finetune[key] for key in ("epochs", "input_size", "batch_size", "lr", "balanced")},

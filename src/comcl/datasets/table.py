@@ -1,0 +1,101 @@
+"""A dataset of one's own: a folder of images and one CSV that labels them (``format: table``).
+
+Columns: ``image`` (the file, relative to the dataset's root), ``split`` (``train`` or ``test``), the
+labels, and optionally ``patient`` (default: the image: each its own patient) and ``quality``
+(``high``/``low``). Labels: for ``grading`` a ``grade`` column of integers 0 .. num_classes - 1; for
+``multilabel`` one 0/1 column per finding. An image's id is its file name without the extension
+(as for every format: the detector's boxes are matched to it by that), so two files of one name in
+different folders are refused.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from comcl.datasets.tables import check_columns, check_unique, read_csv_checked
+from comcl.errors import DataError
+from comcl.io import atomic_path
+
+SPLITS = ("train", "test")
+QUALITIES = ("high", "low")
+GRADE = "grade"
+
+
+def read_labels(path: str | Path, task: str, findings: Sequence[str] | None, num_classes: int | None) -> tuple[pd.DataFrame, int]:
+    """Read and validate a label file; returns it (columns ``image``, ``image_id``, ``split``, ``patient``, the labels,
+    ``quality`` if given, ``line``) and the number of classes (grades, or findings)."""
+    path = Path(path)
+    frame = read_csv_checked(path, dtype=str, keep_default_na=False)
+    labels = [GRADE] if task == "grading" else list(findings or ())
+    if task == "multilabel" and not labels:
+        raise DataError("a multilabel table needs its finding columns", path=path, hint="list them in the dataset's `findings`")
+    check_columns(frame, ["image", "split", *labels], path, expected_header=",".join(["image", "split", *labels]))
+    if frame.empty:
+        raise DataError("the label file has a header but no rows", path=path, hint="add a row per image")
+    frame["line"] = frame.index + 2
+    frame["image"] = frame["image"].str.strip()
+    _check_choice(frame, "split", SPLITS, path)
+    for split in SPLITS:
+        if not (frame["split"] == split).any():
+            raise DataError(f"the {split} split is empty", path=path, hint=f"give at least one image split {split}")
+    if "quality" in frame.columns:
+        _check_choice(frame, "quality", QUALITIES, path)
+    frame["image_id"] = frame["image"].map(lambda name: PurePosixPath(name).stem)
+    check_unique(frame, "image_id", path)
+    patients = frame["patient"].str.strip() if "patient" in frame.columns else pd.Series("", index=frame.index)
+    frame["patient"] = patients.where(patients != "", frame["image_id"])
+    if task == "grading":
+        frame[GRADE] = _integers(frame, GRADE, path, "grade")
+        classes = num_classes or int(frame[GRADE].max()) + 1
+        _check_range(frame, GRADE, classes, path, num_classes)
+        return frame, classes
+    for name in labels:
+        frame[name] = _integers(frame, name, path, f"value of finding {name!r}")
+        _check_range(frame, name, 2, path, None, allowed="0 or 1")
+        frame[name] = frame[name].astype(bool)
+    return frame, len(labels)
+
+
+def _check_choice(frame: pd.DataFrame, column: str, allowed: Sequence[str], path: Path) -> None:
+    frame[column] = frame[column].str.strip().str.lower()
+    bad = ~frame[column].isin(allowed)
+    if bad.any():
+        row = frame[bad].iloc[0]
+        raise DataError(
+            f"{column} {row[column]!r} is none of {', '.join(allowed)} ({int(bad.sum())} such rows)",
+            path=path,
+            line=int(row["line"]),
+            hint=f"write {' or '.join(allowed)} in the {column} column",
+        )
+
+
+def _integers(frame: pd.DataFrame, column: str, path: Path, what: str) -> pd.Series:
+    values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
+    bad = values.isna() | (values != values.round())
+    if bad.any():
+        row = frame[bad].iloc[0]
+        raise DataError(f"{what} {row[column]!r} is not an integer", path=path, line=int(row["line"]), hint="fix or remove the row")
+    return values.astype("int64")
+
+
+def _check_range(frame: pd.DataFrame, column: str, classes: int, path: Path, given: int | None, allowed: str = "") -> None:
+    bad = (frame[column] < 0) | (frame[column] >= classes)
+    if bad.any():
+        row = frame[bad].iloc[0]
+        allowed = allowed or f"0 .. {classes - 1}"
+        fix = "raise the dataset's num_classes, or fix the row" if given else "fix the row"
+        raise DataError(
+            f"{column} {row[column]} is outside {allowed} ({int(bad.sum())} such rows)", path=path, line=int(row["line"]), hint=fix
+        )
+
+
+def write_labels(path: str | Path, rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
+    """Write a label file of this format (what a user writes; the tests write their datasets with it)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
