@@ -55,8 +55,8 @@ HEADER = "image,split,grade\n"
 
 @pytest.mark.parametrize(("text", "line", "message"), [
     ("image,grade\na.jpg,1\n", 1, "missing column(s) 'split'"),
-    (HEADER + "a.jpg,train,1\nb.jpg,test,7\n", 3, "grade 7 is outside 0 .. 4"),
-    (HEADER + "a.jpg,train,1\nb.jpg,test,mild\n", 3, "grade 'mild' is not an integer"),
+    (HEADER + "a.jpg,train,1\nb.jpg,test,7\n", 3, "unknown grade (0-4) '7'"),
+    (HEADER + "a.jpg,train,1\nb.jpg,test,mild\n", 3, "unknown grade (0-4) 'mild'"),
     (HEADER + "a.jpg,train,1\nb.jpg,validation,0\n", 3, "split 'validation' is none of train, test"),
     (HEADER + "a.jpg,train,1\nb.jpg,train,0\n", None, "the test split is empty"),
     (HEADER + "x/a.jpg,train,1\ny/a.jpg,test,0\n", 3, "image 'a' is listed more than once"),
@@ -70,7 +70,7 @@ def test_a_bad_grading_table_is_refused_naming_its_line(tmp_path, text, line, me
 
 def test_a_finding_column_with_other_values_than_0_and_1_is_refused(tmp_path):
     text = "image,split,Effusion\na.jpg,train,1\nb.jpg,test,2\n"
-    with pytest.raises(DataError, match=r"line 3: Effusion 2 is outside 0 or 1"):
+    with pytest.raises(DataError, match=r"line 3: unknown value of finding 'Effusion' '2'"):
         read_labels(write_csv(tmp_path / "labels.csv", text), "multilabel", ["Effusion"], None)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from comcl.datasets.tables import check_columns, check_unique, read_csv_checked
+from comcl.datasets.tables import check_columns, check_unique, check_values, read_csv_checked
 from comcl.errors import DataError
 from comcl.io import atomic_path
 
@@ -49,14 +49,12 @@ def read_labels(path: str | Path, task: str, findings: Sequence[str] | None, num
     patients = frame["patient"].str.strip() if "patient" in frame.columns else pd.Series("", index=frame.index)
     frame["patient"] = patients.where(patients != "", frame["image_id"])
     if task == "grading":
-        frame[GRADE] = _integers(frame, GRADE, path, "grade")
-        classes = num_classes or int(frame[GRADE].max()) + 1
-        _check_range(frame, GRADE, classes, path, num_classes)
+        grades = pd.to_numeric(frame[GRADE].str.strip(), errors="coerce")
+        classes = num_classes or int(grades.fillna(0).clip(lower=0).max()) + 1  # what is no grade is refused below
+        frame[GRADE] = check_values(frame, GRADE, range(classes), path, what=f"grade (0-{classes - 1})")
         return frame, classes
     for name in labels:
-        frame[name] = _integers(frame, name, path, f"value of finding {name!r}")
-        _check_range(frame, name, 2, path, None, allowed="0 or 1")
-        frame[name] = frame[name].astype(bool)
+        frame[name] = check_values(frame, name, (0, 1), path, what=f"value of finding {name!r}").astype(bool)
     return frame, len(labels)
 
 
@@ -70,26 +68,6 @@ def _check_choice(frame: pd.DataFrame, column: str, allowed: Sequence[str], path
             path=path,
             line=int(row["line"]),
             hint=f"write {' or '.join(allowed)} in the {column} column",
-        )
-
-
-def _integers(frame: pd.DataFrame, column: str, path: Path, what: str) -> pd.Series:
-    values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
-    bad = values.isna() | (values != values.round())
-    if bad.any():
-        row = frame[bad].iloc[0]
-        raise DataError(f"{what} {row[column]!r} is not an integer", path=path, line=int(row["line"]), hint="fix or remove the row")
-    return values.astype("int64")
-
-
-def _check_range(frame: pd.DataFrame, column: str, classes: int, path: Path, given: int | None, allowed: str = "") -> None:
-    bad = (frame[column] < 0) | (frame[column] >= classes)
-    if bad.any():
-        row = frame[bad].iloc[0]
-        allowed = allowed or f"0 .. {classes - 1}"
-        fix = "raise the dataset's num_classes, or fix the row" if given else "fix the row"
-        raise DataError(
-            f"{column} {row[column]} is outside {allowed} ({int(bad.sum())} such rows)", path=path, line=int(row["line"]), hint=fix
         )
 
 
