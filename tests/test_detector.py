@@ -25,7 +25,8 @@ from tests.conftest import REPO
 SMALL_MODEL = REPO / "config/detector/faster_rcnn_r18_fpn_small.py"
 PAPER_MODEL = REPO / "config/detector/faster_rcnn_r50_fpn.py"
 TINY_TRAINING = dict(
-    scale=[144, 96], iterations=4, batch_size=2, lr=0.01, warmup_iterations=2, checkpoint_interval=2, workers=0, pretrained=None, seed=0
+    scale=[144, 96], iterations=4, batch_size=2, lr=0.01, warmup_iterations=2, checkpoint_interval=2, workers=0, pretrained=None, seed=0,
+    device="cpu",
 )
 
 

@@ -49,6 +49,7 @@ rule train_detector:
                 "warmup_iterations",
                 "checkpoint_interval",
                 "workers",
+                "device",
                 "pretrained",
                 "seed",
             ]

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from comcl.detector.annotations import coco_classes
 from comcl.detector.train import CHECKPOINT_FORMAT, model_definition
-from comcl.devices import device_for
+from comcl.devices import detector_device
 from comcl.errors import DataError
 from comcl.index.build import LESION_LEVELS
 from comcl.io import read_table, write_table
@@ -129,10 +129,11 @@ def run_detect(
     threads: int,
 ) -> pd.DataFrame:
     """Detections on the lesion images of ``index``, written to ``detections`` (Parquet)."""
+    device = detector_device(params["device"], "detect.device")
     torch.set_num_threads(max(1, threads))
     frame, meta = read_table(index)
     classes = coco_classes(annotations)
-    model, detector_meta = load_detector(checkpoint, model_file, classes, device_for(params["device"]))
+    model, detector_meta = load_detector(checkpoint, model_file, classes, device)
     lesion = frame[frame["level"].isin(LESION_LEVELS)].reset_index(drop=True)
     log.info("detecting lesions on %d images (levels %s) of %s", len(lesion), "/".join(LESION_LEVELS), index)
     found = detect(model, detector_meta, lesion, params["batch_size"], params["workers"])

@@ -17,10 +17,12 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import mmengine.device.utils
 import pandas as pd
 import torch
 from mmengine.config import Config
@@ -29,6 +31,7 @@ from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
 from comcl.checkpoints import discard_checkpoint, save_torch
 from comcl.curves import draw_training_curves
 from comcl.detector.annotations import coco_classes
+from comcl.devices import detector_device
 from comcl.io import atomic_path, write_json
 from comcl.weights import fetch_weights
 
@@ -148,12 +151,27 @@ def build_config(
 
 
 def _stamp(model_file: Path, annotations: Mapping[str, str | Path], params: Mapping[str, Any], backbone: Path | None) -> str:
-    """What the work folder's checkpoints depend on: resuming is only allowed when this is unchanged."""
+    """What the work folder's checkpoints depend on: resuming is only allowed when this is unchanged. Not the
+    device: a training stopped on one resumes on another."""
     digest = hashlib.sha256(model_file.read_bytes())
     for split in sorted(annotations):
         digest.update(Path(annotations[split]).read_bytes())
-    digest.update(json.dumps({"params": dict(params), "backbone": str(backbone)}, sort_keys=True).encode())
+    kept = {key: value for key, value in params.items() if key != "device"}
+    digest.update(json.dumps({"params": kept, "backbone": str(backbone)}, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+@contextmanager
+def _runner_device(device: torch.device) -> Iterator[None]:
+    """MMEngine's Runner puts the model on the device MMEngine chose at import, a GPU when there is one: this one instead."""
+    chosen = mmengine.device.utils.DEVICE
+    mmengine.device.utils.DEVICE = device.type
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    try:
+        yield
+    finally:
+        mmengine.device.utils.DEVICE = chosen
 
 
 def _prepare_work_dir(work_dir: Path, stamp: str) -> str | None:
@@ -214,7 +232,10 @@ def train_detector(
     figure: str | Path,
     threads: int,
 ) -> dict[str, Any]:
-    """Train (resuming the run in ``work_dir`` if it was stopped), test on the auxiliary test split, export."""
+    """Train (resuming the run in ``work_dir`` if it was stopped), test on the auxiliary test split, export.
+    The device, ``params["device"]``, is checked first: see :func:`comcl.devices.detector_device`."""
+    device = detector_device(params["device"], "detector.device")
+    log.info("device: %s", device)
     torch.set_num_threads(max(1, threads))
     model_file, work_dir = Path(model_file), Path(work_dir)
     classes = coco_classes(annotations["train"])
@@ -225,12 +246,13 @@ def train_detector(
     if resume:
         log.info("resuming from %s", resume.removeprefix(RESUME_SCHEME))
     config.merge_from_dict(dict(load_from=resume, resume=resume is not None))
-    runner = Runner.from_cfg(config)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            runner.logger.addHandler(handler)
-    runner.train()
-    results = runner.test()
+    with _runner_device(device):
+        runner = Runner.from_cfg(config)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                runner.logger.addHandler(handler)
+        runner.train()
+        results = runner.test()
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
     export_checkpoint(checkpoint, model, classes, model_definition(model_file, classes), tuple(params["scale"]))
     # COCO gives NaN for a class absent from the test split, and -1 for an empty size range: both "undefined".
