@@ -4,12 +4,17 @@ Measures, and prints as a plain-text table:
 
 1. Fundus: images per second of ``degrade_fundus`` for each of the 7 degradation types and for a
    type drawn at random per image, against the target of at least 25 images/s per core (PASS or
-   FAIL beside the random-type figure), and of ``estimate_fov_mask`` on its own.
+   FAIL beside the random-type figure), and of ``estimate_fov_mask`` on its own. Beside each type,
+   what its images keep: the median over the row's images of ``structure_kept`` (the fine
+   structure, vessels and small lesions, left by the degradation; measured outside the timing).
 2. Chest: the same for ``degrade_chest``, each kind alone and a random combination of one or two
-   kinds (``random_chest_kinds``).
+   kinds (``random_chest_kinds``). Beside each, the share of its degraded radiographs that the
+   index's no-reference quality score (``comcl.index.quality``) puts below their original, scored
+   together with the originals (measured outside the timing).
 3. The blur degradations against a plain full-resolution ``cv2.GaussianBlur`` of the same uint8
-   images at the same sigmas (those drawn in step 1 and 2), measured in the same run: how many
-   times the time the degradation takes.
+   images with the same arguments (those drawn in step 1 and 2: for the fundus blur, the released
+   code's call, its small kernel and sigma), measured in the same run: how many times the time the
+   degradation takes.
 4. Peak resident memory (``ru_maxrss``) and current resident memory after 10 %, 50 % and 100 % of
    a stream of small images degraded one after the other and written nowhere, to show that memory
    does not grow with the number of images. It runs first, so that the larger images of steps 1-3
@@ -48,6 +53,8 @@ from cli import positive_int
 
 from comcl.degrade.chest import CHEST_DEGRADATIONS, degrade_chest, random_chest_kinds
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus, estimate_fov_mask
+from comcl.degrade.structure import structure_kept
+from comcl.index.quality import shares_scored_lower
 from comcl.synth.chest import CHEST_FINDINGS, render_chest
 from comcl.synth.fundus import EYES, LESION_KINDS, FundusRendering, render_fundus
 
@@ -57,11 +64,13 @@ _CHECKPOINTS = (0.1, 0.5, 1.0)
 
 @dataclass(frozen=True)
 class Row:
-    """One timed line of the table: ``images`` calls took ``seconds`` in all."""
+    """One timed line of the table: ``images`` calls took ``seconds`` in all; ``kept`` is what the
+    degraded images keep of their original (see "What the degraded images keep" below)."""
 
     label: str
     images: int
     seconds: float
+    kept: str = ""
 
     @property
     def per_second(self) -> float:
@@ -107,33 +116,38 @@ def _render_chest_bases(size: int, count: int, rng: np.random.Generator) -> list
 
 def _time_fundus(
     bases: Sequence[FundusRendering], kinds: tuple[str, ...] | None, images: int, rng: np.random.Generator
-) -> tuple[float, list[dict[str, Any]]]:
-    """Seconds spent in ``degrade_fundus`` over ``images`` calls, and the drawn parameters.
-    ``kinds`` None draws one of the 7 types per image (the draw is not timed)."""
-    seconds, params = 0.0, []
+) -> tuple[float, list[dict[str, Any]], list[float]]:
+    """Seconds spent in ``degrade_fundus`` over ``images`` calls, the drawn parameters and the
+    structure each degraded image keeps. ``kinds`` None draws one of the 7 types per image (the
+    draw and the structure measure are not timed)."""
+    seconds, params, kept = 0.0, [], []
     for index in range(images):
         base = bases[index % len(bases)]
         chosen = kinds or FUNDUS_DEGRADATION_TYPES[int(rng.integers(len(FUNDUS_DEGRADATION_TYPES)))]
         start = time.perf_counter()
-        _, drawn = degrade_fundus(base.image, base.fov_mask, chosen, rng)
+        degraded, drawn = degrade_fundus(base.image, base.fov_mask, chosen, rng)
         seconds += time.perf_counter() - start
         params.append(drawn)
-    return seconds, params
+        kept.append(structure_kept(base.image, degraded, base.fov_mask))
+    return seconds, params, kept
 
 
 def _time_chest(
     bases: Sequence[np.ndarray], kinds: tuple[str, ...] | None, images: int, rng: np.random.Generator
-) -> tuple[float, list[dict[str, Any]]]:
-    """Seconds spent in ``degrade_chest`` over ``images`` calls, and the drawn parameters.
-    ``kinds`` None draws one or two kinds per image (the draw is not timed)."""
-    seconds, params = 0.0, []
+) -> tuple[float, list[dict[str, Any]], float]:
+    """Seconds spent in ``degrade_chest`` over ``images`` calls, the drawn parameters, and the share
+    of the degraded images that score below their original. ``kinds`` None draws one or two kinds
+    per image (the draw and the score are not timed)."""
+    seconds, params, degraded = 0.0, [], []
     for index in range(images):
         chosen = kinds or random_chest_kinds(rng)
         start = time.perf_counter()
-        _, drawn = degrade_chest(bases[index % len(bases)], chosen, rng)
+        image, drawn = degrade_chest(bases[index % len(bases)], chosen, rng)
         seconds += time.perf_counter() - start
         params.append(drawn)
-    return seconds, params
+        degraded.append(image)
+    originals = [bases[index % len(bases)] for index in range(images)]
+    return seconds, params, shares_scored_lower(originals, {"degraded": degraded})["degraded"]
 
 
 def _time_fov(bases: Sequence[FundusRendering], images: int) -> float:
@@ -146,16 +160,26 @@ def _time_fov(bases: Sequence[FundusRendering], images: int) -> float:
     return seconds
 
 
-def _time_plain_blur(images: Sequence[np.ndarray], sigmas: Sequence[float]) -> float:
-    """Seconds for a plain cv2.GaussianBlur of image ``i % len(images)`` at ``sigmas[i]``: the
-    same images and sigmas as the degradation it is compared with."""
+def _time_plain_blur(images: Sequence[np.ndarray], calls: Sequence[tuple[tuple[int, int], float]]) -> float:
+    """Seconds for a plain cv2.GaussianBlur of image ``i % len(images)`` with the kernel size and
+    sigma ``calls[i]``: the same images and arguments as the degradation it is compared with."""
     seconds = 0.0
-    for index, sigma in enumerate(sigmas):
+    for index, (size, sigma) in enumerate(calls):
         image = images[index % len(images)]
         start = time.perf_counter()
-        cv2.GaussianBlur(image, (0, 0), sigma)
+        cv2.GaussianBlur(image, size, sigma)
         seconds += time.perf_counter() - start
     return seconds
+
+
+def _fundus_kept(kept: Sequence[float]) -> str:
+    """The median share of fine structure the images keep (1: all of it, 0: none)."""
+    return f"structure {np.median(kept):.2f}"
+
+
+def _chest_kept(share: float) -> str:
+    """The share of the degraded radiographs that the quality score puts below their original."""
+    return f"scored lower {share:.0%}"
 
 
 def _memory_point(label: str, images: int) -> MemoryPoint:
@@ -187,11 +211,13 @@ def _verdict(row: Row, target: float) -> str:
     return f"target >= {target:g}/s: {'PASS' if row.per_second >= target else 'FAIL'}"
 
 
-def _print_rows(rows: Sequence[Row], target: float) -> None:
-    print(f"  {'degradation':<30} {'images':>6} {'ms/image':>9} {'images/s':>9}")
+def _print_rows(rows: Sequence[Row], target: float, kept: str) -> None:
+    """The table; ``kept`` heads the column of what the degraded images keep (median)."""
+    print(f"  {'degradation':<30} {'images':>6} {'ms/image':>9} {'images/s':>9}  {kept:<16}".rstrip())
     for row in rows:
         verdict = _verdict(row, target) if row.label.startswith("random") else ""
-        print(f"  {row.label:<30} {row.images:>6} {row.milliseconds:>9.2f} {row.per_second:>9.1f}  {verdict}".rstrip())
+        timing = f"{row.label:<30} {row.images:>6} {row.milliseconds:>9.2f} {row.per_second:>9.1f}"
+        print(f"  {timing}  {row.kept:<16}  {verdict}".rstrip())
 
 
 def _image_size(text: str) -> int:
@@ -237,42 +263,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     degrade_chest(chest[0], CHEST_DEGRADATIONS, np.random.default_rng(args.seed))
 
     fundus_rows: list[Row] = []
-    fundus_sigmas: list[float] = []
+    fundus_calls: list[tuple[tuple[int, int], float]] = []
     for number, kinds in enumerate((*FUNDUS_DEGRADATION_TYPES, None)):
-        seconds, params = _time_fundus(fundus, kinds, args.images, np.random.default_rng([args.seed, 1, number]))
-        fundus_rows.append(Row("+".join(kinds) if kinds else "random type (1 of 7)", args.images, seconds))
+        seconds, params, kept = _time_fundus(fundus, kinds, args.images, np.random.default_rng([args.seed, 1, number]))
+        fundus_rows.append(Row("+".join(kinds) if kinds else "random type (1 of 7)", args.images, seconds, _fundus_kept(kept)))
         if kinds == ("blur",):
-            fundus_sigmas = [drawn["blur"]["sigma"] for drawn in params]
+            fundus_calls = [(tuple(drawn["blur"]["kernel_512"]), drawn["blur"]["sigma_512"]) for drawn in params]
     fov_row = Row("estimate_fov_mask", args.images, _time_fov(fundus, args.images))
 
     chest_rows: list[Row] = []
     chest_sigmas: list[float] = []
     for number, kind in enumerate((*CHEST_DEGRADATIONS, None)):
         kinds = (kind,) if kind else None
-        seconds, params = _time_chest(chest, kinds, args.images, np.random.default_rng([args.seed, 2, number]))
-        chest_rows.append(Row(kind or "random 1-2 kinds", args.images, seconds))
+        seconds, params, lower = _time_chest(chest, kinds, args.images, np.random.default_rng([args.seed, 2, number]))
+        chest_rows.append(Row(kind or "random 1-2 kinds", args.images, seconds, _chest_kept(lower)))
         if kind == "blur":
             chest_sigmas = [drawn["blur"]["sigma"] for drawn in params]
 
     fundus_blur = next(row for row in fundus_rows if row.label == "blur")
     chest_blur = next(row for row in chest_rows if row.label == "blur")
-    fundus_plain = _time_plain_blur([base.image for base in fundus], fundus_sigmas)
-    chest_plain = _time_plain_blur(chest, chest_sigmas)
+    fundus_plain = _time_plain_blur([base.image for base in fundus], fundus_calls)
+    chest_plain = _time_plain_blur(chest, [((0, 0), sigma) for sigma in chest_sigmas])
 
     print(f"comcl degradation benchmark: 1 core (cv2, OpenMP, OpenBLAS, MKL threads = 1; {pinned}), seed {args.seed}")
     print()
     print(f"1. Fundus, degrade_fundus on {args.size} x {args.size} RGB ({args.bases} rendered bases, cycled)")
-    _print_rows([*fundus_rows, fov_row], args.target)
+    _print_rows([*fundus_rows, fov_row], args.target, "kept (median)")
     print()
     print(f"2. Chest, degrade_chest on {args.size} x {args.size} grey ({args.bases} rendered bases, cycled)")
-    _print_rows(chest_rows, args.target)
+    _print_rows(chest_rows, args.target, "quality score")
     print()
     print(
-        f"3. Blur against a plain full-resolution cv2.GaussianBlur of the uint8 image, same images and sigmas ({args.images} each)"
+        "3. Blur against a plain full-resolution cv2.GaussianBlur of the uint8 image, "
+        f"same images and arguments ({args.images} each)"
     )
+    sizes = [side for size, _ in fundus_calls for side in size]
     print(
-        f"  fundus blur type (sigma {min(fundus_sigmas):.1f}-{max(fundus_sigmas):.1f} px) vs plain cv2.GaussianBlur "
-        f"at the same sigma: {fundus_blur.seconds / fundus_plain:.2f} times the time "
+        f"  fundus blur type (kernels of {min(sizes)}-{max(sizes)} px, "
+        f"sigma {min(s for _, s in fundus_calls):.1f}-{max(s for _, s in fundus_calls):.1f}) vs the released code's "
+        f"cv2.GaussianBlur call: {fundus_blur.seconds / fundus_plain:.2f} times the time "
         f"({fundus_blur.milliseconds:.2f} vs {1000 * fundus_plain / args.images:.2f} ms/image)"
     )
     print(

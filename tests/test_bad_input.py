@@ -260,6 +260,13 @@ def test_chest_bad_quality_csv(chest_copy, tmp_path):
     expect_error(chest_copy, tmp_path / "out", {**CHEST_FILES, "quality_csv": "quality.csv"}, "line 2", "'medium'")
 
 
+def test_labels_only_chest_data_without_quality_labels_is_refused_naming_the_images_folder(chest_copy, tmp_path):
+    """With check_images none nothing else opens an image: the quality score would be the first, deep in the run."""
+    shutil.rmtree(chest_copy / "images")
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, f"images folder {chest_copy / 'images'} does not exist",
+                 "quality_csv", "put the images in", check="none")
+
+
 def test_chest_image_in_no_split_list(chest_copy, tmp_path):
     listing = chest_copy / "test_list.txt"
     names = listing.read_text().splitlines()

@@ -3,6 +3,7 @@ errors when there is nothing to show."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from comcl.degrade import gallery
 from comcl.degrade.chest import CHEST_DEGRADATIONS
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES
 from comcl.degrade.gallery import _choose, _load, draw_gallery
@@ -89,9 +91,9 @@ def test_rows_mix_lesion_and_healthy_and_skip_low_quality(eyeq_index):
 def test_large_images_are_shrunk_to_the_reference_size(tmp_path):
     path = tmp_path / "big.png"
     save_image(path, np.full((300, 400), 128, np.uint8))
-    assert _load(path, "L", "chestxray14").shape == (192, 256)
+    assert _load(path, "L", "chest").shape == (192, 256)
     save_image(path, np.full((1024, 1280, 3), 128, np.uint8))
-    assert _load(path, "RGB", "eyeq").shape == (512, 640, 3)
+    assert _load(path, "RGB", "fundus").shape == (512, 640, 3)
 
 
 def test_only_low_quality_images_is_a_data_error(tmp_path, eyeq_index):
@@ -101,11 +103,30 @@ def test_only_low_quality_images_is_a_data_error(tmp_path, eyeq_index):
     assert not (tmp_path / "none.png").exists()
 
 
-def test_unknown_format_is_a_value_error(tmp_path, eyeq_index):
-    with pytest.raises(ValueError, match="unknown dataset format 'idrid'"):
-        draw_gallery(eyeq_index, {"format": "idrid"}, tmp_path / "x.png", seed=0)
-    with pytest.raises(ValueError, match="unknown dataset format None"):
+def test_unknown_modality_is_a_value_error(tmp_path, eyeq_index):
+    with pytest.raises(ValueError, match="unknown modality 'idrid'"):
+        draw_gallery(eyeq_index, {"modality": "idrid"}, tmp_path / "x.png", seed=0)
+    with pytest.raises(ValueError, match="unknown modality None"):
         draw_gallery(eyeq_index, {}, tmp_path / "x.png", seed=0)
+
+
+def test_captions_give_the_drawn_values_and_the_structure_kept(tmp_path, eyeq_index, chest_index, monkeypatch):
+    """Under each degraded fundus photograph its key values and the share of structure it kept,
+    the figure that says whether its lesions are still there; radiographs get their values only."""
+    captions: list[str] = []
+    monkeypatch.setattr(gallery, "_show", lambda ax, image, caption: captions.append(caption))
+    draw_gallery(eyeq_index, EYEQ, tmp_path / "eyeq.png", seed=0, n_images=1)
+    original, *degraded = captions
+    assert original.endswith(" px") and len(degraded) == len(FUNDUS_DEGRADATION_TYPES)
+    for caption, kinds in zip(degraded, FUNDUS_DEGRADATION_TYPES, strict=True):
+        *values, kept = caption.split("\n")
+        assert re.fullmatch(r"structure kept \d+\.\d\d", kept)
+        assert ("brightness ×" in values[0]) == ("illumination" in kinds)
+        assert any(line.endswith("spots") for line in values) == ("spot" in kinds)
+        assert any(re.fullmatch(r"blur [\d.]+×[\d.]+ px, σ [\d.]+", line) for line in values) == ("blur" in kinds)
+    captions.clear()
+    draw_gallery(chest_index, CHEST, tmp_path / "chest.png", seed=0, n_images=1)
+    assert not any("structure" in caption for caption in captions)
 
 
 def test_unreadable_image_is_a_data_error(tmp_path, chest_index):

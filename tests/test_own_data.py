@@ -50,6 +50,16 @@ def test_a_multilabel_table_without_quality_or_patients_takes_the_quality_score(
     assert frame["lesion"].equals(frame["Effusion"] | frame["Nodule"])
 
 
+
+def test_a_table_without_quality_and_without_its_images_is_refused_naming_the_folder(tmp_path):
+    setup = write_table_dataset(tmp_path / "mine")
+    labels = pd.read_csv(tmp_path / "mine/labels.csv")
+    labels[["image", "split", "grade"]].to_csv(tmp_path / "mine/no_quality.csv", index=False)
+    section = {**setup["dataset"], "labels": "no_quality.csv", "images": "elsewhere"}
+    with pytest.raises(DataError, match="images folder .*elsewhere does not exist") as error:
+        build_index(section, "none", 1, val_share=0.25, seed=2)
+    assert "a quality column (high or low) in no_quality.csv" in str(error.value)
+
 HEADER = "image,split,grade\n"
 
 

@@ -12,7 +12,9 @@ Images larger than the degradation model's reference size (512 px high for fundu
 with the image, so this shows the same degradation as at full size, at the resolution the figure
 can show: a radiograph's grid stripes and noise would otherwise be averaged away by the figure's
 downsampling. Lengths in the captions are in pixels of the image as shown; its size is under the
-original.
+original. Under each degraded fundus photograph the caption also gives the share of its fine
+structure (vessels, small lesions) the degradation kept (:func:`~comcl.degrade.structure.structure_kept`),
+so that a figure shows at a glance whether the lesions are still there to be learnt from.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
 from comcl.degrade.chest import CHEST_DEGRADATIONS, degrade_chest
-from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, REFERENCE_HEIGHT, degrade_fundus, estimate_fov_mask
+from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, REFERENCE_SIZE, degrade_fundus, estimate_fov_mask
+from comcl.degrade.structure import structure_kept
 from comcl.errors import DataError
 from comcl.io import save_figure
 
@@ -40,7 +43,7 @@ _MODALITIES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
 _CHEST_REFERENCE_SIZE = 256
 
 CELL_WIDTH = 1.9  # inches per column; a row is as high as its images need at that width
-CAPTION_HEIGHT = 0.75  # inches under each row's images (up to four caption lines) and above (titles)
+CAPTION_HEIGHT = 0.85  # inches under each row's images (up to five caption lines) and above (titles)
 TITLE_HEIGHT = 0.4
 DPI = 110
 # No "Software" entry (it names the matplotlib version): the same figure gives the same bytes.
@@ -82,9 +85,11 @@ def draw_gallery(index: pd.DataFrame, meta: Mapping[str, Any], path: str | Path,
             rng = np.random.default_rng(np.random.SeedSequence([seed, r, c]))
             if fov is not None:
                 degraded, params = degrade_fundus(image, fov, kinds, rng)
+                caption = f"{_caption(params, modality)}\nstructure kept {structure_kept(image, degraded, fov):.2f}"
             else:
                 degraded, params = degrade_chest(image, kinds, rng)
-            _show(ax, degraded, _caption(params))
+                caption = _caption(params, modality)
+            _show(ax, degraded, caption)
         if r == 0:
             axes_row[0].set_title("original", fontsize=8)
             for ax, kinds in zip(axes_row[1:], types, strict=True):
@@ -133,7 +138,7 @@ def _load(path: Path, mode: str, modality: str) -> np.ndarray:
             hint="replace the file, or re-index with index: check_images: decode to find every such image",
         ) from error
     height, width = image.shape[:2]
-    scale = REFERENCE_HEIGHT / height if modality == "fundus" else _CHEST_REFERENCE_SIZE / max(height, width)
+    scale = REFERENCE_SIZE / height if modality == "fundus" else _CHEST_REFERENCE_SIZE / max(height, width)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -157,27 +162,38 @@ def _row_label(record: pd.Series) -> str:
 
 
 def _illumination(p: Mapping[str, Any]) -> str:
-    extras = " + ".join(name for name in ("halo", "hole") if name in p)
-    return f"brightness ×{p['brightness']:.2f}, contrast ×{p['contrast']:.2f}\n{extras}"
+    halo, hole = 255 * p["halo"]["amplitude"], 255 * p["hole"]["strength"]
+    return f"brightness ×{p['brightness']:.2f}, contrast ×{p['contrast']:.2f}\nhalo +{halo:.0f}, hole {hole:.0f} grey"
+
+
+def _fundus_blur(p: Mapping[str, Any]) -> str:
+    width, height = p["kernel"]
+    return f"blur {width:.1f}×{height:.1f} px, σ {p['sigma']:.1f}"
 
 
 def _exposure(p: Mapping[str, Any]) -> str:
     return f"{p['direction']}-exposed, γ {p['gamma']:.2f}, {p['offset']:+.0f} grey"
 
 
-# The key drawn values of each kind, short enough for a caption line or two.
-_CAPTIONS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "illumination": _illumination,
-    "spot": lambda p: f"{len(p['spots'])} spots",
-    "blur": lambda p: f"blur σ {p['sigma']:.1f} px",
-    "noise": lambda p: f"{p['photons']:.0f} photons, electronic σ {p['electronic']:.1f}",
-    "contrast": lambda p: f"contrast ×{p['factor']:.2f}",
-    "exposure": _exposure,
-    "motion": lambda p: f"{p['length']:.1f} px at {p['angle']:.0f}°",
-    "grid": lambda p: f"period {p['period']:.1f} px at {p['angle']:.0f}°, ±{p['amplitude']:.0f} grey",
+# Per modality, the key drawn values of each kind, short enough for a caption line or two.
+_CAPTIONS: dict[str, dict[str, Callable[[Mapping[str, Any]], str]]] = {
+    "fundus": {
+        "illumination": _illumination,
+        "spot": lambda p: f"{len(p['spots'])} spots",
+        "blur": _fundus_blur,
+    },
+    "chest": {
+        "noise": lambda p: f"{p['photons']:.0f} photons, electronic σ {p['electronic']:.1f}",
+        "blur": lambda p: f"blur σ {p['sigma']:.1f} px",
+        "contrast": lambda p: f"contrast ×{p['factor']:.2f}",
+        "exposure": _exposure,
+        "motion": lambda p: f"{p['length']:.1f} px at {p['angle']:.0f}°",
+        "grid": lambda p: f"period {p['period']:.1f} px at {p['angle']:.0f}°, ±{p['amplitude']:.0f} grey",
+    },
 }
 
 
-def _caption(params: Mapping[str, Any]) -> str:
-    kinds: Sequence[str] = [kind for kind in params if kind != "type"]
-    return "\n".join(_CAPTIONS[kind](params[kind]) for kind in kinds if kind in _CAPTIONS)
+def _caption(params: Mapping[str, Any], modality: str) -> str:
+    captions = _CAPTIONS[modality]
+    kinds: Sequence[str] = [kind for kind in params if kind in captions]
+    return "\n".join(captions[kind](params[kind]) for kind in kinds)

@@ -212,7 +212,9 @@ def _finetune(
                 "val_accuracy": validation["accuracy"],
             }
         )
-        if _score(validation) > best["score"]:
+        # The first epoch is kept even where its kappa is undefined (a validation split of one grade): a
+        # later epoch replaces it only with a better kappa.
+        if best["state"] is None or _score(validation) > best["score"]:
             state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
             best = {"score": _score(validation), "epoch": epoch + 1, "state": state}
         if distributed.is_main():

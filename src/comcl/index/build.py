@@ -164,6 +164,9 @@ def index_chestxray14(
     the test split (:func:`drop_boxed_test_images`).
     """
     entry_path = root / data_entry
+    folder = root / images
+    if not quality_csv:
+        _require_images_to_score(folder, "datasets.<name>.quality_csv: a file of quality labels (Image Index,quality)")
     table = nih.read_data_entry(entry_path)
     boxes = nih.read_bbox_list(root / bbox_list)
     stray = boxes[~boxes["image"].isin(table["Image Index"])]
@@ -201,7 +204,6 @@ def index_chestxray14(
         table, task = table[keep], task[keep]
     elif other_findings != "negative":
         raise ValueError(f"other_findings must be 'negative' or 'exclude', got {other_findings!r}")
-    folder = root / images
     frame = pd.DataFrame(
         {
             "image_id": table["Image Index"].str.replace(r"\.png$", "", regex=True),
@@ -235,6 +237,17 @@ def index_chestxray14(
     return frame, meta
 
 
+def _require_images_to_score(folder: Path, labels: str) -> None:
+    """Without quality labels the no-reference score decides quality, and it needs every image: a labels-only
+    copy of a dataset stops here, before any image is opened, with the two ways out."""
+    if not folder.is_dir():
+        raise DataError(
+            f"no quality labels were given, so the quality score must read every image, and the images folder {folder} "
+            "does not exist",
+            hint=f"either give {labels}, or put the images in {folder} to be scored",
+        )
+
+
 def _scored_quality(frame: pd.DataFrame, share: float, source: Path, workers: int) -> tuple[pd.DataFrame, pd.Series]:
     """``frame`` with its no-reference ``quality_score``, and which images are low quality: the lowest-scoring ``share``."""
     measured = parallel_map(quality.measure_or_reason, frame["path"].tolist(), workers, desc="quality score")
@@ -264,6 +277,8 @@ def index_table(
     table, classes = table_labels.read_labels(source, task, findings, num_classes)
     label_columns = [table_labels.GRADE] if task == "grading" else list(findings or ())
     folder = Path(os.path.normpath(root / images))
+    if "quality" not in table.columns:
+        _require_images_to_score(folder, f"a quality column (high or low) in {source.name}")
     frame = pd.DataFrame(
         {
             "image_id": table["image_id"],
