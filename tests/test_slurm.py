@@ -17,7 +17,7 @@ PROFILE = REPO / "profiles" / "slurm"
 LOCAL_RULES = set(re.search(r"^localrules: (.+)$", (REPO / "Snakefile").read_text(), flags=re.MULTILINE)[1].split(", "))
 # What holds wall-clock times (logs, benchmarks, the detector's per-iteration log) or names of its own (MMEngine's work folder).
 TIMED = re.compile(r"/(logs|benchmarks|work)/|detector/training_log\.csv$|figures/benchmarks\.png$")
-# Each job waits for its allocation and status checks: about twice the local run on 2 cores.
+# sbatch's allocation and status checks add to every one of the tiny run's 55 jobs: 900 s did not cover them on 2 cores.
 LIMIT_S = 1500
 
 
