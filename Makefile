@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 REPORT ?= results/report.html
 
-.PHONY: run test install lint clean-results
+.PHONY: run test install lint evidence clean-results
 
 run: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) $(ARGS)
@@ -16,6 +16,10 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 install: $(STAMP)
+
+# config/evidence.yaml from nothing, its files copied into docs/evidence/ (scripts/evidence.sh).
+evidence: $(STAMP)
+	CORES=$(CORES) VENV=$(VENV) bash scripts/evidence.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

@@ -30,6 +30,9 @@ PARAMS = dict(
     workers=0,
     device="cpu",
     seed=0,
+    loss="ce",
+    optimizer="adam",
+    cosine=False,
     augment={"fundus": {"preset": "fundus"}, "chest": {"preset": "chest"}},
 )
 FINDINGS = ["Atelectasis", "Effusion"]
@@ -97,12 +100,30 @@ def test_an_index_without_a_validation_split_is_refused(tmp_path):
 def test_the_saved_classifier_gives_the_test_predictions(tmp_path):
     index = tiny_index(tmp_path, "grading")
     run(index, tmp_path)
-    model, arch = load_classifier(tmp_path / "model.pt")
+    model, arch, objective = load_classifier(tmp_path / "model.pt")
     frame, meta = read_table(index)
     test = frame[frame["split"] == "test"].reset_index(drop=True)
-    probabilities = predict(model, ImageDataset(test, meta, PARAMS["input_size"], None, 0), 4, 0, torch.device("cpu"), False)
+    probabilities = predict(model, ImageDataset(test, meta, PARAMS["input_size"], None, 0), 4, 0, torch.device("cpu"), objective)
     saved = pd.read_parquet(tmp_path / "predictions.parquet").drop(columns="image_id").to_numpy()
     assert arch == PARAMS["arch"] and np.allclose(probabilities, saved, atol=1e-5)
+
+
+def test_a_grade_regression_trains_one_output_and_predicts_whole_grades(tmp_path):
+    """With loss mse the classifier regresses the grade: one output, saved as such, whose test predictions are the
+    one-hot of a grade. SGD with Nesterov momentum on the cosine schedule trains it."""
+    result = run(tiny_index(tmp_path, "grading"), tmp_path, loss="mse", optimizer="sgd", cosine=True)
+    model, _, objective = load_classifier(tmp_path / "model.pt")
+    assert objective.regression and model.fc.out_features == 1
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet").drop(columns="image_id").to_numpy()
+    assert predictions.shape == (6, 5) and set(np.unique(predictions)) <= {0.0, 1.0} and (predictions.sum(axis=1) == 1).all()
+    assert result["test"]["kappa"] is None or -1 <= result["test"]["kappa"] <= 1
+
+
+def test_sgd_steps_with_nesterov_momentum():
+    optimizer = train.build_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0)
+    assert optimizer.param_groups[0]["nesterov"] and optimizer.param_groups[0]["momentum"] == train.MOMENTUM
+    with pytest.raises(ValueError, match="adam, sgd"):
+        train.build_optimizer("rmsprop", [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0)
 
 
 def test_a_pretrained_encoder_initialises_the_classifier(tmp_path):

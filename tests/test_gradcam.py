@@ -14,6 +14,7 @@ from torch import nn
 
 from comcl.errors import DataError
 from comcl.finetune.model import build_classifier, save_classifier
+from comcl.finetune.objective import Objective
 from comcl.io import save_image, write_table
 from comcl.report.gradcam import choose_images, grad_cam, run_gradcam, target_layer
 
@@ -143,24 +144,26 @@ def write_index(folder: Path) -> None:
     write_table(folder / "index.parquet", frame, {"dataset": "eyeq", "proportion": "original", **GRADING_META})
 
 
-def save_model(path: Path, outputs: int, seed: int) -> None:
+def save_model(path: Path, classes: int, seed: int, loss: str = "ce") -> None:
     torch.manual_seed(seed)
-    model, description = build_classifier("resnet18", outputs, "scratch")
-    save_classifier(path, model, "resnet18", outputs, description)
+    objective = Objective("grading", classes, loss)
+    model, description = build_classifier("resnet18", objective.outputs, "scratch")
+    save_classifier(path, model, "resnet18", objective, description)
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny grading index and classifiers of 5 and 3 outputs, written once for the tests below."""
+    """A tiny grading index, classifiers of 5 and 3 grades and a grade regression, written once for the tests below."""
     folder = tmp_path_factory.mktemp("gradcam")
     write_index(folder)
-    for name, outputs, seed in (("a", 5, 0), ("b", 5, 1), ("three", 3, 0)):
-        save_model(folder / f"{name}.pt", outputs, seed)
+    for name, classes, seed in (("a", 5, 0), ("b", 5, 1), ("three", 3, 0)):
+        save_model(folder / f"{name}.pt", classes, seed)
+    save_model(folder / "regression.pt", 5, 0, loss="mse")
     return folder
 
 
 def test_run_gradcam_draws_one_column_per_classifier(saved, tmp_path):
-    models = {"CoMCL": saved / "a.pt", "ResNet-18": saved / "b.pt"}
+    models = {"CoMCL": saved / "a.pt", "ResNet-18": saved / "b.pt", "regression": saved / "regression.pt"}
     run_gradcam(saved / "index.parquet", models, input_size=40, count=3, seed=0, figure=tmp_path / "out" / "gradcam.png")
     with Image.open(tmp_path / "out" / "gradcam.png") as image:
         assert image.format == "PNG" and min(image.size) > 300
@@ -168,6 +171,6 @@ def test_run_gradcam_draws_one_column_per_classifier(saved, tmp_path):
 
 def test_run_gradcam_refuses_a_classifier_of_another_task(saved, tmp_path):
     models = {"CoMCL": saved / "a.pt", "chest": saved / "three.pt"}
-    with pytest.raises(DataError, match=r"three\.pt.*3 outputs.*5 classes"):
+    with pytest.raises(DataError, match=r"three\.pt.*grading of 3 classes.*grading of 5"):
         run_gradcam(saved / "index.parquet", models, input_size=40, count=2, seed=0, figure=tmp_path / "gradcam.png")
     assert not (tmp_path / "gradcam.png").exists()

@@ -16,13 +16,16 @@ import pytest
 import yaml
 
 from comcl.errors import DataError
-from comcl.report.tables import DAGGER, DDAGGER, FORMATS, TABLES, collect, summarize, table_context, write_tables
+from comcl.report.context import table_context
+from comcl.report.tables import DAGGER, DDAGGER, FORMATS, TABLES, collect, summarize, write_tables
 
 CONTEXT: dict[str, Any] = {
     "datasets": {"eyeq": {"format": "eyeq", "root": "data/eyeq"}},
     "versions": ["original", "lq70"],
     "seeds": [0, 1],
-    "finetune": {"epochs": 5, "input_size": 224, "batch_size": 8, "lr": 0.001, "balanced": True},
+    "finetune": {
+        "epochs": 5, "input_size": 224, "batch_size": 8, "loss": "mse", "optimizer": "sgd", "lr": 0.001, "cosine": True, "balanced": True,
+    },
     "pretrain": {"arch": "resnet50", "epochs": 10, "batch_size": 32, "input_size": 128},
 }
 SCRATCH = "scratch (ImageNet weights unavailable)"
@@ -113,7 +116,7 @@ EXPECTED_TABLE1 = """\
 - † from scratch: ImageNet weights could not be fetched, or pretrain.init is scratch
 - n/d: undefined (e.g. a constant prediction)
 - (paper only): a method this project does not implement; the paper's numbers only
-- Configuration: seeds 0, 1; fine-tuning 5 epochs, input 224 px, batch 8, lr 0.001, class-balanced sampling; \
+- Configuration: seeds 0, 1; fine-tuning 5 epochs, input 224 px, batch 8, sgd lr 0.001 cosine, grading by grade regression (MSE), class-balanced sampling; \
 pretraining resnet50, 10 epochs, batch 32, input 128 px.
 - EyeQ: root data/eyeq; split sizes train 144, val 16, test 80.
 """
@@ -376,10 +379,10 @@ def test_the_note_says_how_many_boxed_images_left_the_test_split(tmp_path: Path)
     assert "24 test images of its box list left the test split" in (tmp_path / "tables" / "table1.md").read_text()
 
 
-def test_the_notes_are_read_from_the_resolved_configuration_and_name_it(tmp_path: Path) -> None:
+def test_the_notes_state_the_resolved_configuration_and_name_its_file(tmp_path: Path) -> None:
     resolved = {
         "datasets": {"eyeq": {"format": "eyeq", "root": "data/eyeq", "labels": {"train": "x.csv"}}},
-        "finetune": {**CONTEXT["finetune"], "seeds": [0, 1], "optimizer": "adam"},
+        "finetune": {**CONTEXT["finetune"], "seeds": [0, 1], "weight_decay": 0.1},
         "pretrain": {**CONTEXT["pretrain"], "queue_size": 4096},
     }
     context = table_context(resolved, ["original", "lq70"], "results/mine/config.yaml")

@@ -239,6 +239,16 @@ def test_the_workflow_lints_clean():
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stderr
 
 
+def test_the_evidence_configuration_plans_its_whole_comparison():
+    """Tables 1-3 on EyeQ at three fine-tuning seeds: the supervised baseline on every version, the contrastive
+    methods on the original and the 70 % version, the ablations on the original; nothing to download."""
+    result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", "config/evidence.yaml"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Data to provide" not in result.stdout + result.stderr
+    jobs = planned_jobs(result.stdout)
+    assert (jobs["synthesize"], jobs["train_detector"], jobs["pretrain"], jobs["finetune"], jobs["tables"]) == (2, 1, 10, 3 * (3 + 10), 1)
+
+
 def test_without_the_real_data_the_paper_configuration_plans_everything_and_lists_what_to_provide():
     result = subprocess.run([*SNAKEMAKE, "-n", "--configfile", "config/paper.yaml"], capture_output=True, text=True, cwd=REPO)
     output = result.stdout + result.stderr

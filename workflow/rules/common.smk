@@ -11,6 +11,7 @@ from snakemake.logging import logger
 from comcl.datasets.sources import describe, needs
 from comcl.detector.model_files import model_digest
 from comcl.index.validation import validation_problem
+from comcl.report.context import table_context
 from comcl.synth.patients import chest_test_patients, eyeq_patients
 
 RESULTS = config["results"]

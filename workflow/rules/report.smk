@@ -21,8 +21,6 @@ rule tables:
         metrics=[run["metrics"] for dataset in DATASETS for run in finetune_runs(dataset)],
         pretrainings=sorted({run["pretraining"] for dataset in DATASETS for run in finetune_runs(dataset) if run["pretraining"]}),
         indexes=expand(f"{RESULTS}/{{dataset}}/original/summary.json", dataset=DATASETS),
-        # The notes read the configuration from here; what they say reaches the tables through the runs.
-        config=ancient(rules.resolved_config.output[0]),
     output:
         tables=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
         html=[
@@ -33,7 +31,8 @@ rule tables:
     params:
         runs=[run for dataset in DATASETS for run in finetune_runs(dataset)],
         variants=VARIANTS,
-        versions=VERSIONS,
+        # What the notes say of the configuration; they name the resolved configuration file for the rest.
+        context=table_context(config, VERSIONS, rules.resolved_config.output[0]),
     log:
         f"{RESULTS}/logs/tables.log",
     benchmark:

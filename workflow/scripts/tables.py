@@ -3,11 +3,10 @@
 from pathlib import Path
 
 from comcl.logs import job_log
-from comcl.io import read_yaml
-from comcl.report.tables import table_context, write_tables
+from comcl.report.tables import write_tables
 
 with job_log(snakemake.log[0]):  # noqa: F821
-    context = table_context(read_yaml(snakemake.input.config), snakemake.params.versions, snakemake.input.config)  # noqa: F821
+    context = snakemake.params.context  # noqa: F821
     write_tables(
         runs=snakemake.params.runs,  # noqa: F821
         variants=snakemake.params.variants,  # noqa: F821

@@ -21,6 +21,7 @@ from torch import nn
 
 from comcl.checkpoints import save_torch
 from comcl.errors import DataError
+from comcl.finetune.objective import Objective
 from comcl.weights import IMAGENET_URLS, fetch_weights, load_state_dict
 
 log = logging.getLogger(__name__)
@@ -138,22 +139,25 @@ def build_classifier(
     return model, "scratch" if init == "scratch" else "scratch (ImageNet weights unavailable)"
 
 
-def save_classifier(path: str | Path, model: nn.Module, arch: str, num_outputs: int, description: str) -> None:
-    """The fine-tuned classifier with what :func:`load_classifier` needs to rebuild it (Grad-CAM, reuse).
-    ``description`` is :func:`build_classifier`'s: Inception-v3 converts its input only on ImageNet weights."""
+def save_classifier(path: str | Path, model: nn.Module, arch: str, objective: Objective, description: str) -> None:
+    """The fine-tuned classifier with what :func:`load_classifier` needs to rebuild it (Grad-CAM, reuse): its
+    ``objective`` says how its outputs read. ``description`` is :func:`build_classifier`'s: Inception-v3 converts
+    its input only on ImageNet weights."""
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    save_torch(path, {"arch": arch, "num_outputs": num_outputs, "imagenet": description == "imagenet", "state": state})
+    task = {"task": objective.task, "num_classes": objective.num_classes, "loss": objective.loss}
+    save_torch(path, {"arch": arch, **task, "imagenet": description == "imagenet", "state": state})
 
 
-def load_classifier(path: str | Path) -> tuple[nn.Module, str]:
-    """A classifier written by :func:`save_classifier`, in eval mode, and its architecture."""
+def load_classifier(path: str | Path) -> tuple[nn.Module, str, Objective]:
+    """A classifier written by :func:`save_classifier`, in eval mode, its architecture and its objective."""
     path = Path(path)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+        objective = Objective(saved["task"], saved["num_classes"], saved["loss"])
         model = _network(saved["arch"], saved["imagenet"])
         head = getattr(model, HEADS[saved["arch"]])
-        setattr(model, HEADS[saved["arch"]], nn.Linear(head.in_features, saved["num_outputs"]))
+        setattr(model, HEADS[saved["arch"]], nn.Linear(head.in_features, objective.outputs))
         model.load_state_dict(saved["state"])
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as error:
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
         raise DataError(f"not a fine-tuned classifier of this version: {error}", path=path, hint="run the fine-tuning again") from error
-    return model.eval(), saved["arch"]
+    return model.eval(), saved["arch"], objective

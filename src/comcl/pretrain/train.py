@@ -49,6 +49,7 @@ from comcl.pretrain.data import ImageSource, PatchSource, StepBatches, check_gro
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
 from comcl.pretrain.model import ContrastiveModel, read_imagenet
+from comcl.schedule import learning_rate
 from comcl.weights import IMAGENET_URLS, fetch_weights
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,6 @@ def stamp(variant: Mapping[str, Any], params: Mapping[str, Any], source: Path) -
     """What a checkpoint belongs to: the variant, the training parameters and the data's identity."""
     text = json.dumps({"variant": variant, "params": params, "source": str(source), "size": source.stat().st_size}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def learning_rate(step: int, total: int, params: Mapping[str, Any]) -> float:
-    if not params["cosine"]:
-        return params["lr"]
-    return params["lr"] * 0.5 * (1 + math.cos(math.pi * step / total))
 
 
 def _source(
@@ -336,7 +331,7 @@ def _pretrain(
     bar = tqdm(loader, total=total, initial=start, desc="pretrain", unit="step", mininterval=1.0, disable=None if distributed.is_main() else True)
     for step, batch in enumerate(bar, start=start):
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, total, params)
+            group["lr"] = learning_rate(params["lr"], params["cosine"], step, total)
         k_t = negatives_at(step, total, params["queue_size"]) if variant["spl"]["enabled"] else params["queue_size"]
         row = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"], "k_t": k_t}
         row |= train_step(

@@ -25,7 +25,8 @@ from torch import nn
 
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset
-from comcl.finetune.model import HEADS, MIN_INPUT_SIZES, load_classifier
+from comcl.finetune.model import MIN_INPUT_SIZES, load_classifier
+from comcl.finetune.objective import Objective
 from comcl.io import read_table, save_figure
 from comcl.pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
 
@@ -156,11 +157,12 @@ def draw_gradcam(
     save_figure(fig, path)
 
 
-def _note(scores: torch.Tensor, target: int, multilabel: bool, names: Sequence[str]) -> str:
-    """What the model says about the image: its grade, or its probability of the mapped finding."""
-    if multilabel:
-        return f"P({names[target]}) = {torch.sigmoid(scores[target]).item():.2f}"
-    return f"predicts grade {int(scores.argmax())}"
+def _note(scores: torch.Tensor, target: int, objective: Objective, names: Sequence[str]) -> str:
+    """What the model says about the image (``scores`` its ``(1, outputs)``): its grade, or its probability of the
+    mapped finding."""
+    if objective.task == "multilabel":
+        return f"P({names[target]}) = {torch.sigmoid(scores[0, target]).item():.2f}"
+    return f"predicts grade {int(objective.grades(scores)[0])}"
 
 
 def run_gradcam(
@@ -178,22 +180,24 @@ def run_gradcam(
     maps: dict[str, list[np.ndarray]] = {}
     notes: dict[str, list[str]] = {}
     for label, path in models.items():
-        model, arch = load_classifier(path)
-        outputs = getattr(model, HEADS[arch]).out_features
-        if outputs != meta["num_classes"]:
+        model, arch, objective = load_classifier(path)
+        if (objective.task, objective.num_classes) != (meta["task"], meta["num_classes"]):
             raise DataError(
-                f"the classifier has {outputs} outputs, the index's task has {meta['num_classes']} classes",
+                f"the classifier was fine-tuned for {objective.task} of {objective.num_classes} classes, the index's task is "
+                f"{meta['task']} of {meta['num_classes']}",
                 path=path,
                 hint="pass classifiers fine-tuned on this dataset",
             )
         if input_size < MIN_INPUT_SIZES.get(arch, 1):
             raise ValueError(f"{arch} needs inputs of at least {MIN_INPUT_SIZES[arch]} px, got {input_size}")
         layer = target_layer(model, arch)
-        maps[label] = [grad_cam(model, layer, inputs[i : i + 1], target) for i, target in enumerate(targets)]
+        # A grade regression has one output, the grade: its map shows what raises the predicted grade.
+        outputs = [0 if objective.regression else target for target in targets]
+        maps[label] = [grad_cam(model, layer, inputs[i : i + 1], output) for i, output in enumerate(outputs)]
         with torch.no_grad():
             scores = model(inputs)
         notes[label] = [
-            _note(scores[i], target, multilabel, meta["label_columns"]) + ("" if maps[label][i].any() else "; empty map")
+            _note(scores[i : i + 1], target, objective, meta["label_columns"]) + ("" if maps[label][i].any() else "; empty map")
             for i, target in enumerate(targets)
         ]
         log.info("Grad-CAM of %s (%s) on %d images", label, arch, len(targets))

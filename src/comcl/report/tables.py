@@ -513,9 +513,11 @@ def _notes(
     """The configuration that produced the tables, so that a table read on its own says what it measures."""
     finetune, pretrain = context["finetune"], context["pretrain"]
     balanced = ", class-balanced sampling" if finetune["balanced"] else ""
+    loss = "grade regression (MSE)" if finetune["loss"] == "mse" else "cross-entropy"
     configuration = (
         f"Configuration: seeds {', '.join(map(str, context['seeds']))}; fine-tuning {finetune['epochs']} epochs, "
-        f"input {finetune['input_size']} px, batch {finetune['batch_size']}, lr {finetune['lr']}{balanced}; "
+        f"input {finetune['input_size']} px, batch {finetune['batch_size']}, {finetune['optimizer']} lr {finetune['lr']}"
+        f"{' cosine' if finetune['cosine'] else ''}, grading by {loss}{balanced}; "
         f"pretraining {pretrain['arch']}, {pretrain['epochs']} epochs, batch {pretrain['batch_size']}, input {pretrain['input_size']} px."
     )
     if context.get("file"):
@@ -569,22 +571,6 @@ def _start_note(summary: pd.DataFrame) -> str | None:
     if kinds == {"scratch"}:
         return "Start: every method from scratch (ImageNet weights could not be fetched, or pretrain.init is scratch)."
     return None
-
-
-def table_context(configuration: Mapping[str, Any], versions: Sequence[str], path: str | Path) -> dict[str, Any]:
-    """What the notes of :func:`write_tables` say of the configuration, read from the resolved one at ``path``
-    (the run's ``config.yaml``), which the notes name for every other setting."""
-    finetune, pretrain = configuration["finetune"], configuration["pretrain"]
-    return {
-        "datasets": {
-            name: {key: section[key] for key in ("format", "root", "task") if key in section} for name, section in configuration["datasets"].items()
-        },
-        "versions": list(versions),
-        "seeds": finetune["seeds"],
-        "finetune": {key: finetune[key] for key in ("epochs", "input_size", "batch_size", "lr", "balanced")},
-        "pretrain": {key: pretrain[key] for key in ("arch", "epochs", "batch_size", "input_size")},
-        "file": str(path),
-    }
 
 
 def write_tables(
