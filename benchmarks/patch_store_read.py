@@ -91,6 +91,7 @@ from comcl.synth.fundus import EYES, LESION_KINDS, Lesion, render_fundus
 _MIB = 1024 * 1024
 _CHECKPOINTS = (0.1, 0.5, 1.0)
 _SIZE = 128
+_IMAGE_SIZE = 512  # patches are cut from the images at finetune.input_size, the paper's 512 px
 _STAGE_FACTOR = 4  # the larger index of section 3 has this many times the images of the smaller
 _STAGE_RENDERINGS = 4  # distinct photographs behind section 3's images, each as rendered and degraded
 _STAGE_LEVELS = ("L", "H", "L~", "H~")  # cycled: half lesion, half healthy
@@ -334,7 +335,7 @@ def _stage_process(index: Path, detections: Path, params: Mapping[str, Any], sto
     torch.set_num_threads(1)
     before = _status_mib()["VmRSS"]
     start = time.perf_counter()
-    result = run_patches(index, detections, params, store, summary, 1)
+    result = run_patches(index, detections, params, _IMAGE_SIZE, store, summary, 1)
     seconds = time.perf_counter() - start
     without = result["lesion_images_without_detection"]["count"] + result["healthy_images_without_window"]["count"]
     store_mib = store.stat().st_size / _MIB

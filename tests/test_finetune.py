@@ -119,6 +119,11 @@ def test_a_grade_regression_trains_one_output_and_predicts_whole_grades(tmp_path
     assert result["test"]["kappa"] is None or -1 <= result["test"]["kappa"] <= 1
 
 
+def test_a_diverging_fine_tuning_stops_with_what_to_change(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"diverged(.|\n)*lower finetune.lr \(now 1e\+30\)"):
+        run(tiny_index(tmp_path, "grading"), tmp_path, loss="mse", optimizer="sgd", lr=1e30)
+
+
 def test_sgd_steps_with_nesterov_momentum():
     optimizer = train.build_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0)
     assert optimizer.param_groups[0]["nesterov"] and optimizer.param_groups[0]["momentum"] == train.MOMENTUM

@@ -44,8 +44,6 @@ from comcl.schedule import learning_rate
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
-
-
 OPTIMIZERS = ("adam", "sgd")
 MOMENTUM = 0.9  # SGD's, with Nesterov's correction, as in Huang et al.'s DR grading study
 
@@ -60,7 +58,7 @@ def predict(
     """
     model.eval()
     shard = torch.utils.data.Subset(dataset, range(len(dataset))[distributed.shard(len(dataset))])
-    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size, num_workers=workers)
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     outputs = []
     for images, _ in loader:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -226,7 +224,9 @@ def _finetune(
         # map at small input sizes).
         batches = list(torch.utils.data.BatchSampler(sampler, params["batch_size"], drop_last=len(train) > params["batch_size"]))
         shards = [batch[distributed.shard(len(batch))] for batch in batches]
-        loader = torch.utils.data.DataLoader(datasets["train"], batch_sampler=shards, num_workers=workers)
+        loader = torch.utils.data.DataLoader(
+            datasets["train"], batch_sampler=shards, num_workers=workers, pin_memory=device.type == "cuda"
+        )
         trained.train()
         losses = []
         bar = tqdm(
@@ -243,6 +243,11 @@ def _finetune(
             # split evenly.
             weight = len(images) * distributed.world_size() / len(batch)
             losses.append(train_step(trained, objective, optimizer, images, targets, weight))
+            if not np.isfinite(losses[-1]):
+                raise FloatingPointError(
+                    f"fine-tuning diverged: the loss of batch {len(losses)} of epoch {epoch + 1} is {losses[-1]}; lower "
+                    f"finetune.lr (now {params['lr']}) or use the cosine schedule"
+                )
         probabilities = predict(model, datasets["val"], params["batch_size"], workers, device, objective)
         validation = evaluate(val, meta, probabilities, params["threshold"])
         history.append(
