@@ -135,6 +135,17 @@ def test_same_seed_same_bytes_and_different_seed_different_image():
     assert a.image.tobytes() != c.image.tobytes()
 
 
+def test_a_lesion_scale_of_two_about_doubles_every_lesion_kind_and_one_changes_nothing():
+    counts = {"MA": 6, "HE": 6, "EX": 3, "SE": 2}
+    usual = render_fundus(256, 320, counts, "left", np.random.default_rng(7))
+    same = render_fundus(256, 320, counts, "left", np.random.default_rng(7), lesion_scale=1.0)
+    assert usual.image.tobytes() == same.image.tobytes()
+    doubled = render_fundus(256, 320, counts, "left", np.random.default_rng(7), 2.0)
+    for kind in counts:
+        ratio = np.sqrt(doubled.masks[kind].sum() / usual.masks[kind].sum())
+        assert 1.5 < ratio < 2.6, (kind, ratio)
+
+
 def test_zero_counts_give_empty_lesion_masks():
     r = render(96, 120, "right", 8, counts={})
     assert r.lesions == []

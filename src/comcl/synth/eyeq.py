@@ -43,6 +43,7 @@ class EyeQSpec:
     grade_distribution: Sequence[float]
     low_quality_share: Mapping[str, float]
     reject_share: float
+    lesion_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,9 @@ def plan(spec: EyeQSpec, seed: int) -> list[_Job]:
     return jobs
 
 
-def _render(job: _Job, root: Path, height: int, width: int) -> dict[str, Any]:
+def _render(job: _Job, root: Path, height: int, width: int, lesion_scale: float) -> dict[str, Any]:
     rng = np.random.default_rng(job.seed)
-    rendering = render_fundus(height, width, sample_lesion_counts(job.grade, rng), job.eye, rng)
+    rendering = render_fundus(height, width, sample_lesion_counts(job.grade, rng), job.eye, rng, lesion_scale)
     image, degradation = rendering.image, None
     if job.quality > 0:
         partial = [kinds for kinds in FUNDUS_DEGRADATION_TYPES if len(kinds) < 3]
@@ -104,7 +105,7 @@ def _render(job: _Job, root: Path, height: int, width: int) -> dict[str, Any]:
 def generate(root: Path, spec: EyeQSpec, seed: int, workers: int) -> pd.DataFrame:
     """Write the dataset under ``root``; return what was rendered, with ``file`` relative to ``root``."""
     jobs = plan(spec, seed)
-    render = functools.partial(_render, root=root, height=spec.height, width=spec.width)
+    render = functools.partial(_render, root=root, height=spec.height, width=spec.width, lesion_scale=spec.lesion_scale)
     truth = pd.DataFrame(parallel_map(render, jobs, workers, desc="synthetic EyeQ"))
     for split in SPLITS:
         rows = truth[truth["split"] == split]

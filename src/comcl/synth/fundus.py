@@ -65,6 +65,7 @@ class _Anatomy:
     disc_aspect: float
     fovea_x: float
     fovea_y: float
+    lesion_unit: float  # the length lesion sizes are fractions of: the image height times the lesion scale
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class _Patch:
     alpha: np.ndarray
 
 
-def _anatomy(height: int, width: int, eye: str, rng: np.random.Generator) -> _Anatomy:
+def _anatomy(height: int, width: int, eye: str, rng: np.random.Generator, lesion_scale: float = 1.0) -> _Anatomy:
     """Draw the field of view, disc and fovea; the disc diameter is 1/6-1/8 of the FOV diameter."""
     size = min(height, width)
     radius = rng.uniform(0.46, 0.49) * size
@@ -95,7 +96,7 @@ def _anatomy(height: int, width: int, eye: str, rng: np.random.Generator) -> _An
     fovea_y = disc_y + rng.uniform(0.1, 0.5) * disc_r
     return _Anatomy(
         height, width, float(cx), float(cy), float(radius), side, float(disc_x), float(disc_y),
-        float(disc_r), float(rng.uniform(1.04, 1.14)), float(fovea_x), float(fovea_y),
+        float(disc_r), float(rng.uniform(1.04, 1.14)), float(fovea_x), float(fovea_y), height * lesion_scale,
     )
 
 
@@ -349,7 +350,7 @@ def _wobble(amplitude: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def _microaneurysm(anat: _Anatomy, cx: float, cy: float, rng: np.random.Generator) -> _Patch:
-    r = max(1.0, rng.uniform(0.004, 0.008) * anat.height)
+    r = max(1.0, rng.uniform(0.004, 0.008) * anat.lesion_unit)
     x0, y0, xx, yy = _grid(anat.height, anat.width, cx, cy, r + 2)
     return _Patch(x0, y0, _ellipse(xx, yy, cx, cy, r, r, 0.0, np.zeros(0), max(0.6, 0.3 * r), rng))
 
@@ -359,7 +360,7 @@ def _haemorrhage(anat: _Anatomy, cx: float, cy: float, rng: np.random.Generator)
 
     The nerve fibres run roughly radially from the disc, so flames point at it.
     """
-    a = max(1.2, rng.uniform(0.01, 0.03) * anat.height)
+    a = max(1.2, rng.uniform(0.01, 0.03) * anat.lesion_unit)
     if rng.random() < 0.4:
         aspect, angle = rng.uniform(2.0, 3.5), float(np.arctan2(cy - anat.disc_y, cx - anat.disc_x))
     else:
@@ -372,7 +373,7 @@ def _haemorrhage(anat: _Anatomy, cx: float, cy: float, rng: np.random.Generator)
 
 def _hard_exudate(anat: _Anatomy, cx: float, cy: float, rng: np.random.Generator) -> _Patch:
     """A sharp-edged cluster of small blobs, scattered or along a circinate ring."""
-    spread = rng.uniform(0.01, 0.04) * anat.height
+    spread = rng.uniform(0.01, 0.04) * anat.lesion_unit
     n = int(rng.integers(3, 11))
     radii = np.maximum(0.8, spread * rng.uniform(0.12, 0.3, size=n))
     if rng.random() < 0.35:
@@ -389,7 +390,7 @@ def _hard_exudate(anat: _Anatomy, cx: float, cy: float, rng: np.random.Generator
 
 def _soft_exudate(anat: _Anatomy, cx: float, cy: float, rng: np.random.Generator) -> _Patch:
     """Cotton-wool spots: a few overlapping fuzzy lobes, semi-opaque, with a wide soft edge."""
-    a = rng.uniform(0.02, 0.04) * anat.height
+    a = rng.uniform(0.02, 0.04) * anat.lesion_unit
     x0, y0, xx, yy = _grid(anat.height, anat.width, cx, cy, 2.2 * a + 2)
     alpha = np.zeros((yy.shape[0], xx.shape[1]), np.float32)
     for _ in range(int(rng.integers(2, 5))):
@@ -489,14 +490,17 @@ def _check(height: int, width: int, counts: Mapping[str, int], eye: str) -> None
         raise ValueError(f"lesion counts must be >= 0, got {negative}")
 
 
-def render_fundus(height: int, width: int, counts: Mapping[str, int], eye: str, rng: np.random.Generator) -> FundusRendering:
-    """Render one fundus photograph with ``counts[kind]`` lesions of each kind.
+def render_fundus(
+    height: int, width: int, counts: Mapping[str, int], eye: str, rng: np.random.Generator, lesion_scale: float = 1.0
+) -> FundusRendering:
+    """Render one fundus photograph with ``counts[kind]`` lesions of each kind, ``lesion_scale`` times their usual
+    size (a dataset made to be read at a small input size can keep its lesions several pixels wide there).
 
     A lesion that cannot be placed clear of the others (only in very crowded images) is left out,
     so ``lesions`` and the masks, not ``counts``, are the ground truth.
     """
     _check(height, width, counts, eye)
-    anat = _anatomy(height, width, eye, rng)
+    anat = _anatomy(height, width, eye, rng, lesion_scale)
     yy = np.arange(height, dtype=np.float32)[:, None]
     xx = np.arange(width, dtype=np.float32)[None, :]
     centre2 = (xx - anat.cx) ** 2 + (yy - anat.cy) ** 2

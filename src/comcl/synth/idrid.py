@@ -29,14 +29,17 @@ class IDRiDSpec:
     n_test: int
     height: int
     width: int
+    lesion_scale: float = 1.0
 
 
-def _render(job: tuple[str, int, np.random.SeedSequence], root: Path, height: int, width: int) -> dict[str, Any]:
+def _render(
+    job: tuple[str, int, np.random.SeedSequence], root: Path, height: int, width: int, lesion_scale: float
+) -> dict[str, Any]:
     split, number, seed = job
     rng = np.random.default_rng(seed)
     grade = int(rng.choice(LESION_GRADES))
     eye = "left" if rng.random() < 0.5 else "right"
-    rendering = render_fundus(height, width, sample_lesion_counts(grade, rng), eye, rng)
+    rendering = render_fundus(height, width, sample_lesion_counts(grade, rng), eye, rng, lesion_scale)
     image_file = idrid.image_path(root, split, number)
     save_image(image_file, rendering.image)
     red = np.zeros((height, width, 3), dtype=np.uint8)
@@ -58,5 +61,5 @@ def generate(root: Path, spec: IDRiDSpec, seed: int, workers: int) -> pd.DataFra
     numbers = range(1, spec.n_train + spec.n_test + 1)
     splits = ["train"] * spec.n_train + ["test"] * spec.n_test
     jobs = list(zip(splits, numbers, item_seeds(seed, "idrid", len(numbers)), strict=True))
-    render = functools.partial(_render, root=root, height=spec.height, width=spec.width)
+    render = functools.partial(_render, root=root, height=spec.height, width=spec.width, lesion_scale=spec.lesion_scale)
     return pd.DataFrame(parallel_map(render, jobs, workers, desc="synthetic IDRiD"))
