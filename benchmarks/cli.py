@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import time
 
 
 def positive_int(text: str) -> int:
@@ -10,3 +12,23 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def verdict(ratio: float, target: float) -> str:
+    """A ratio against its lower bound, as every benchmark prints it."""
+    return f"{ratio:.2f} (target >= {target:g}: {'PASS' if ratio >= target else 'FAIL'})"
+
+
+def print_footer(wall_start: float, included: str, load_before: float, threads: int) -> None:
+    """The wall time since ``wall_start`` (``time.perf_counter``) and the load average before and now: above the
+    threads used, other processes shared the CPUs and the timings are not clean."""
+    load = os.getloadavg()[0]
+    print(f"wall time {time.perf_counter() - wall_start:.1f} s ({included} included)")
+    print(
+        f"1-minute load average: {load_before:.2f} before, {load:.2f} after"
+        + (
+            f" (more than the {threads} threads used: other processes shared the CPUs, timings are not clean)"
+            if max(load_before, load) > threads + 0.5
+            else ""
+        )
+    )

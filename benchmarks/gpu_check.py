@@ -76,7 +76,7 @@ import torch.nn.functional as F
 import torch.utils.data
 import torchvision
 import yaml
-from cli import positive_int
+from cli import positive_int, print_footer, verdict
 from pretrain_step import Step, Variant, time_in_turns
 
 from comcl.finetune.model import build_classifier
@@ -259,10 +259,6 @@ def time_loader(loader: torch.utils.data.DataLoader, per_round: int, rounds: int
     return ends[0] - start, [ends[number + 1] - ends[number] for number in range(rounds)]
 
 
-def _verdict(ratio: float, target: float) -> str:
-    return f"{ratio:.2f} (target >= {target:g}: {'PASS' if ratio >= target else 'FAIL'})"
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(
@@ -371,7 +367,7 @@ def check_pretraining(args: argparse.Namespace, device: torch.device, variant: M
             f"{1000 * max(seconds):>8.1f} {patches / median:>9.1f} {(query + key) / median:>13.1f}"
         )
     comcl_seconds, bare_seconds = map(statistics.median, times)
-    print(f"  CoMCL / bare, img/s at the same batch: {_verdict(bare_seconds / comcl_seconds, args.target_pretrain)}")
+    print(f"  CoMCL / bare, img/s at the same batch: {verdict(bare_seconds / comcl_seconds, args.target_pretrain)}")
     print()
     return comcl, comcl_seconds
 
@@ -403,7 +399,7 @@ def check_finetuning(args: argparse.Namespace, device: torch.device) -> None:
             f"{batch / median:>9.1f}"
         )
     finetune_seconds, bare_seconds = map(statistics.median, times)
-    print(f"  fine-tuning / bare, img/s at the same batch: {_verdict(bare_seconds / finetune_seconds, args.target_finetune)}")
+    print(f"  fine-tuning / bare, img/s at the same batch: {verdict(bare_seconds / finetune_seconds, args.target_finetune)}")
     print()
 
 
@@ -468,7 +464,7 @@ def check_loader(
     )
     ratio = step_seconds / loader_seconds
     keeps = "keeps up" if ratio >= args.target_loader else "does not keep up"
-    print(f"  loader / consumption, patches/s: {_verdict(ratio, args.target_loader)}: the loader {keeps}")
+    print(f"  loader / consumption, patches/s: {verdict(ratio, args.target_loader)}: the loader {keeps}")
     print()
 
 
@@ -484,16 +480,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     comcl, step_seconds = check_pretraining(args, device, variant)
     check_finetuning(args, device)
     check_loader(args, device, variant, comcl, step_seconds)
-    load = os.getloadavg()[0]
-    print(f"wall time {time.perf_counter() - wall_start:.1f} s (set-up and the store included)")
-    print(
-        f"1-minute load average: {load_before:.2f} before, {load:.2f} after"
-        + (
-            f" (more than the {args.threads} threads used: other processes shared the CPUs, timings are not clean)"
-            if max(load_before, load) > args.threads + 0.5
-            else ""
-        )
-    )
+    print_footer(wall_start, "set-up and the store", load_before, args.threads)
 
 
 if __name__ == "__main__":

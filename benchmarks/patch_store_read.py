@@ -75,7 +75,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.utils.data
-from cli import positive_int
+from cli import positive_int, verdict
 from torchvision.datasets import ImageFolder
 
 from comcl.degrade.chest import degrade_chest, random_chest_kinds
@@ -355,10 +355,6 @@ def stage_memory(folder: Path, counts: Sequence[int], params: Mapping[str, Any],
     return runs
 
 
-def _verdict(ratio: float, target: float) -> str:
-    return f"{ratio:5.2f} (>= {target:g}: {'PASS' if ratio >= target else 'FAIL'})"
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(
@@ -472,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     (timing.per_second / bytes_rate, args.target_bytes),
                     (timing.per_second / folder_rate, args.target_folder),
                 )
-                ratios = "".join(f" {_verdict(ratio, target) if workers else f'{ratio:5.2f}':>22}" for ratio, target in pairs)
+                ratios = "".join(f" {verdict(ratio, target) if workers else f'{ratio:5.2f}':>22}" for ratio, target in pairs)
             print(f"  {label:<38} {workers:>7} {timing.per_second:>10.0f}{ratios}")
     print()
     print(

@@ -65,7 +65,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from cli import positive_int
+from cli import positive_int, print_footer
 
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
@@ -378,16 +378,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"= {extra / step_of[moco.label].median:+.2%} of the MoCo step at the same batch"
     )
     print()
-    load = os.getloadavg()[0]
-    print(f"wall time {time.perf_counter() - wall_start:.1f} s (model set-up included)")
-    print(
-        f"1-minute load average: {load_before:.2f} before, {load:.2f} after"
-        + (
-            f" (more than the {args.threads} threads used: other processes shared the CPUs, timings are not clean)"
-            if max(load_before, load) > args.threads + 0.5
-            else ""
-        )
-    )
+    print_footer(wall_start, "model set-up", load_before, args.threads)
 
 
 if __name__ == "__main__":
