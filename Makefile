@@ -21,7 +21,11 @@ install: $(STAMP)
 evidence: $(STAMP)
 	CORES=$(CORES) VENV=$(VENV) bash scripts/evidence.sh
 
+# Run by CI before the tests; `ruff check --fix .`, `ruff format .` and `snakefmt .` fix most of what it finds.
 lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint
 
 $(STAMP): requirements.lock pyproject.toml scripts/install.sh

@@ -17,7 +17,6 @@ if not workflow.overwrite_configfiles:
     configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
-
 # The load-time checks need only the standard library, from the repository itself (with --use-conda, Snakemake's
 # environment is not the jobs' one).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -47,10 +46,20 @@ include: "workflow/rules/report.smk"
 
 # On a cluster, the cheap rules (tables, figures, gathering) and the downloads (compute nodes may have no
 # internet) run on the machine that submits the jobs.
-localrules: all, resolved_config, fetch_dataset, fetch_lesions, degradation_gallery, patch_figures, finetune_figures, tables, benchmark_summary
+localrules:
+    all,
+    resolved_config,
+    fetch_dataset,
+    fetch_lesions,
+    degradation_gallery,
+    patch_figures,
+    finetune_figures,
+    tables,
+    benchmark_summary,
 
 
 rule all:
+    default_target: True
     input:
         rules.resolved_config.output,
         expand(f"{RESULTS}/figures/contact_sheet_{{name}}.png", name=SYNTHETIC),
@@ -84,6 +93,5 @@ rule all:
             for dataset in DATASETS
             for version, variant in PRETRAIN_RUNS
         ],
-        reported_outputs(),
+        plan.reported_outputs(config),
         rules.benchmark_summary.output,
-    default_target: True

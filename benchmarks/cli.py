@@ -1,4 +1,5 @@
-"""Argument types shared by the benchmark scripts (run as ``python benchmarks/<script>.py``)."""
+"""What the benchmark scripts share (run as ``python benchmarks/<script>.py``): argument types, how a figure is
+judged against its target, and the footer of wall time and load."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def judged(value: float, target: float, at_most: bool = False) -> str:
+    """PASS or FAIL of ``value`` against ``target``, a lower bound (an upper one ``at_most``)."""
+    return "PASS" if (value <= target if at_most else value >= target) else "FAIL"
+
+
 def verdict(ratio: float, target: float) -> str:
-    """A ratio against its lower bound, as every benchmark prints it."""
-    return f"{ratio:.2f} (target >= {target:g}: {'PASS' if ratio >= target else 'FAIL'})"
+    """A ratio against its lower bound, as the benchmarks print it."""
+    return f"{ratio:.2f} (target >= {target:g}: {judged(ratio, target)})"
 
 
 def print_footer(wall_start: float, included: str, load_before: float, threads: int) -> None:

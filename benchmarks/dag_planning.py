@@ -36,7 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 def write_eyeq(root: Path, images: int) -> None:
     for split, count in (("train", images // 2), ("test", images - images // 2)):
         names = [f"{number}_{eye}.jpeg" for number in range(count // 2 + 1) for eye in ("left", "right")][:count]
-        eyeq.write_labels(root / eyeq.LABEL_FILES[split], names, [number % 3 for number in range(count)], [number % 5 for number in range(count)])
+        eyeq.write_labels(
+            root / eyeq.LABEL_FILES[split],
+            names,
+            [number % 3 for number in range(count)],
+            [number % 5 for number in range(count)],
+        )
         (root / split).mkdir(parents=True)
         for name in names:
             (root / split / name).touch()
@@ -44,10 +49,21 @@ def write_eyeq(root: Path, images: int) -> None:
 
 def write_chest(root: Path, images: int) -> None:
     names = [f"{number // 3:08d}_{number % 3:03d}.png" for number in range(images)]
-    frame = pd.DataFrame({"Image Index": names, "Finding Labels": "No Finding", "Follow-up #": [n % 3 for n in range(images)],
-                          "Patient ID": [n // 3 for n in range(images)], "Patient Age": 50, "Patient Gender": "F",
-                          "View Position": "PA", "OriginalImage Width": 1024, "OriginalImage Height": 1024,
-                          "OriginalImagePixelSpacing x": 0.14, "OriginalImagePixelSpacing y": 0.14})
+    frame = pd.DataFrame(
+        {
+            "Image Index": names,
+            "Finding Labels": "No Finding",
+            "Follow-up #": [n % 3 for n in range(images)],
+            "Patient ID": [n // 3 for n in range(images)],
+            "Patient Age": 50,
+            "Patient Gender": "F",
+            "View Position": "PA",
+            "OriginalImage Width": 1024,
+            "OriginalImage Height": 1024,
+            "OriginalImagePixelSpacing x": 0.14,
+            "OriginalImagePixelSpacing y": 0.14,
+        }
+    )
     root.mkdir(parents=True)
     nih.write_data_entry(root / "Data_Entry_2017_v2020.csv", frame)
     nih.write_bbox_list(root / "BBox_List_2017.csv", [(names[0], "Mass", 1.0, 1.0, 10.0, 10.0)])
@@ -69,8 +85,21 @@ def plan(folder: Path, images: int, repeats: int) -> tuple[list[float], int]:
         "detector": {"annotations": {"eyeq": {"format": "idrid", "root": str(folder / "idrid")}}},
     }
     (folder / "roots.yaml").write_text(yaml.safe_dump(roots))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(folder), "-n", "--quiet", "rules",
-               "--configfile", str(REPO / "config/paper.yaml"), str(folder / "roots.yaml")]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(folder),
+        "-n",
+        "--quiet",
+        "rules",
+        "--configfile",
+        str(REPO / "config/paper.yaml"),
+        str(folder / "roots.yaml"),
+    ]
     times, jobs = [], 0
     for _ in range(repeats):
         start = time.perf_counter()
@@ -94,8 +123,10 @@ def main() -> None:
     for images, (times, jobs) in rows.items():
         print(f"{images:>20,} {jobs:>6} {statistics.median(times):>9.2f} {' '.join(f'{t:.2f}' for t in times):>24}")
     ratio = statistics.median(rows[args.images][0]) / statistics.median(rows[args.baseline][0])
-    print(f"\n{args.images:,} images take {ratio:.2f} x the planning time of {args.baseline:,}; "
-          f"jobs: {rows[args.images][1]} vs {rows[args.baseline][1]} (no per-image jobs)")
+    print(
+        f"\n{args.images:,} images take {ratio:.2f} x the planning time of {args.baseline:,}; "
+        f"jobs: {rows[args.images][1]} vs {rows[args.baseline][1]} (no per-image jobs)"
+    )
 
 
 if __name__ == "__main__":

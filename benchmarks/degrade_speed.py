@@ -49,11 +49,12 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import cv2
 import numpy as np
-from cli import positive_int
+from cli import judged, positive_int
 
 from comcl.degrade.chest import CHEST_DEGRADATIONS, degrade_chest, random_chest_kinds
-from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus, estimate_fov_mask
+from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus
 from comcl.degrade.structure import structure_kept
+from comcl.fov import estimate_fov_mask
 from comcl.index.quality import shares_scored_lower
 from comcl.synth.chest import CHEST_FINDINGS, render_chest
 from comcl.synth.fundus import EYES, LESION_KINDS, FundusRendering, render_fundus
@@ -207,15 +208,11 @@ def _memory_stream(size: int, stream: int, bases: int, seed: int) -> list[Memory
     return points
 
 
-def _verdict(row: Row, target: float) -> str:
-    return f"target >= {target:g}/s: {'PASS' if row.per_second >= target else 'FAIL'}"
-
-
 def _print_rows(rows: Sequence[Row], target: float, kept: str) -> None:
     """The table; ``kept`` heads the column of what the degraded images keep (median)."""
     print(f"  {'degradation':<30} {'images':>6} {'ms/image':>9} {'images/s':>9}  {kept:<16}".rstrip())
     for row in rows:
-        verdict = _verdict(row, target) if row.label.startswith("random") else ""
+        verdict = f"target >= {target:g}/s: {judged(row.per_second, target)}" if row.label.startswith("random") else ""
         timing = f"{row.label:<30} {row.images:>6} {row.milliseconds:>9.2f} {row.per_second:>9.1f}"
         print(f"  {timing}  {row.kept:<16}  {verdict}".rstrip())
 

@@ -79,12 +79,12 @@ import yaml
 from cli import positive_int, print_footer, verdict
 from pretrain_step import Step, Variant, time_in_turns
 
+from comcl.augment import build_augmentation
 from comcl.finetune.model import build_classifier
 from comcl.finetune.objective import Objective
 from comcl.finetune.train import MOMENTUM, build_optimizer
 from comcl.finetune.train import train_step as finetuning_step
 from comcl.patches.store import PatchRow, PatchStoreWriter
-from comcl.pretrain.augment import build_augmentation
 from comcl.pretrain.data import PatchSource, StepBatches, group_members
 from comcl.pretrain.mining import negatives_at
 from comcl.pretrain.train import train_step as pretraining_step
@@ -153,8 +153,15 @@ class PretrainStep(Step):
 
     def __call__(self) -> dict[str, Any]:
         return pretraining_step(
-            self.model, self.optimizer, self.views, self.variant.pairs, self.spl, self.k_t, self.temperature,
-            images=self.images, key_splits=self.key_splits,
+            self.model,
+            self.optimizer,
+            self.views,
+            self.variant.pairs,
+            self.spl,
+            self.k_t,
+            self.temperature,
+            images=self.images,
+            key_splits=self.key_splits,
         )
 
 
@@ -164,8 +171,16 @@ class BareStep:
     wait in host memory (pinned or not, as the loop it is compared with gets them) and are copied in the step."""
 
     def __init__(
-        self, arch: str, batch: int, size: int, optimizer: str, lr: float, weight_decay: float, pinned: bool,
-        device: torch.device, seed: int,
+        self,
+        arch: str,
+        batch: int,
+        size: int,
+        optimizer: str,
+        lr: float,
+        weight_decay: float,
+        pinned: bool,
+        device: torch.device,
+        seed: int,
     ) -> None:
         self.device = device
         self.cuda = device.type == "cuda"
@@ -325,8 +340,13 @@ def check_pretraining(args: argparse.Namespace, device: torch.device, variant: M
     """Part 1: CoMCL's step against the bare step at the same images per step; CoMCL's variant and median seconds."""
     groups, pairs, spl = variant["groups"], tuple(map(tuple, variant["pairs"])), variant["spl"]
     step_args = argparse.Namespace(
-        arch=args.arch, size=args.size, queue_size=args.queue_size, dim=PRETRAIN["dim"],
-        temperature=PRETRAIN["temperature"], key_splits=PRETRAIN["key_splits"], seed=args.seed,
+        arch=args.arch,
+        size=args.size,
+        queue_size=args.queue_size,
+        dim=PRETRAIN["dim"],
+        temperature=PRETRAIN["temperature"],
+        key_splits=PRETRAIN["key_splits"],
+        seed=args.seed,
     )
     k_t = negatives_at(round(_PROGRESS * 10_000), 10_000, args.queue_size) if spl["enabled"] else args.queue_size
     label = f"CoMCL, {len(groups)} x {args.per_level}, {len(pairs)} pairs, {'SPL' if spl['enabled'] else 'no SPL'}"

@@ -75,13 +75,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.utils.data
-from cli import positive_int, verdict
+from cli import judged, positive_int, verdict
 from torchvision.datasets import ImageFolder
 
 from comcl.degrade.chest import degrade_chest, random_chest_kinds
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus
-from comcl.detector.detect import DETECTION_COLUMNS, LESION_LEVELS
+from comcl.detector.detect import DETECTION_COLUMNS
 from comcl.io import save_image, write_table
+from comcl.levels import LESION_LEVELS
 from comcl.patches.stage import run_patches
 from comcl.patches.store import GroupedShuffleSampler, PatchDataset, PatchRow, PatchStoreWriter, decode_patch, encode_patch
 from comcl.patches.windows import expand_box, fov_windows
@@ -501,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     growth = large.peak_mib - small.peak_mib
     print(
         f"  peak RSS growth from {small.images} to {large.images} images: {growth:+.1f} MiB "
-        f"(< {limit:.1f} MiB: {'PASS' if growth < limit else 'FAIL'})"
+        f"(< {limit:.1f} MiB: {judged(growth, limit, at_most=True)})"
     )
     print()
     print(f"wall time {time.perf_counter() - wall_start:.1f} s (rendering included)")

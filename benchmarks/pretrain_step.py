@@ -65,7 +65,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from cli import positive_int, print_footer
+from cli import judged, positive_int, print_footer
 
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
@@ -162,8 +162,15 @@ class Step:
         """``pretrain``'s own training step (inputs already on the device, so no transfer is timed)."""
         spl = {"enabled": self.variant.spl, "threshold": _THRESHOLD, "min_fraction": _MIN_FRACTION}
         return train_step(
-            self.model, self.optimizer, self.views, self.variant.pairs, spl, self.k_t, self.temperature,
-            images=self.images, key_splits=self.key_splits,
+            self.model,
+            self.optimizer,
+            self.views,
+            self.variant.pairs,
+            spl,
+            self.k_t,
+            self.temperature,
+            images=self.images,
+            key_splits=self.key_splits,
         )
 
 
@@ -220,10 +227,6 @@ def time_in_turns(calls: Sequence[Callable[[], Any]], device: torch.device, warm
     return seconds
 
 
-def _verdict(ratio: float, target: float) -> str:
-    return f"step time target <= {target:.2f}: {'PASS' if ratio <= target else 'FAIL'}"
-
-
 def _batch(text: str) -> int:
     value = positive_int(text)
     if value % len(_LEVELS):
@@ -267,7 +270,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=positive_int, default=4096, help="negatives per level queue (delta)")
     parser.add_argument("--dim", type=positive_int, default=128, help="embedding size")
     parser.add_argument("--temperature", type=float, default=0.07, help="temperature tau of the loss")
-    parser.add_argument("--key-splits", type=positive_int, default=8, help="sub-batches of the key encoder's shuffled batch (pretrain.key_splits)")
+    parser.add_argument(
+        "--key-splits", type=positive_int, default=8, help="sub-batches of the key encoder's shuffled batch (pretrain.key_splits)"
+    )
     parser.add_argument("--progress", type=_fraction, default=0.5, help="share of training done, for CoMCL's K_t = negatives_at")
     parser.add_argument("--steps", type=positive_int, default=20, help="timed steps per variant (the median is reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
@@ -353,7 +358,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         per_patch = (c.median / comcl.patches) / (r.median / reference.patches)
         per_query = (c.median / comcl.query_images) / (r.median / reference.query_images)
         label = f"{kind}: vs {reference.label}"
-        verdict = f"  {_verdict(step_ratio, args.target)}" if reference is moco else ""
+        verdict = (
+            f"  step time target <= {args.target:.2f}: {judged(step_ratio, args.target, at_most=True)}"
+            if reference is moco
+            else ""
+        )
         print(f"  {label:<50} {step_ratio:>9.3f} {per_patch:>9.3f} {per_query:>13.3f}{verdict}")
     print()
     print("2. Throughput")

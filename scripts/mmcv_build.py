@@ -151,7 +151,7 @@ def toolkit_advice(machine: Machine) -> str:
 
 
 def describe_gpus(machine: Machine) -> str:
-    """"2 x NVIDIA H200 (compute capability 9.0)", one entry per kind of GPU."""
+    """The GPUs as a list such as "2 x NVIDIA H200 (compute capability 9.0)", one entry per kind of GPU."""
     kinds = Counter(machine.gpus)
     return ", ".join(f"{count} x {name} (compute capability {major}.{minor})" for (name, (major, minor)), count in kinds.items())
 
@@ -220,7 +220,7 @@ def _cpu(message: str) -> Build:
 
 def _cuda_cache(machine: Machine, archs: str) -> str | None:
     """The pip cache of this CUDA build: a folder in pip's own cache, or None where pip's cache is disabled."""
-    answer = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True)
+    answer = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True, text=True, check=False)
     if answer.returncode != 0:
         return None
     variant = re.sub(r"[^A-Za-z0-9.-]+", "_", f"torch{machine.torch_version}-nvcc{machine.nvcc_release}-sm{archs}")

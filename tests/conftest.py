@@ -188,3 +188,7 @@ def http_server() -> Iterator[Served]:
     yield served
     httpd.shutdown()
     httpd.server_close()
+
+
+# A fixture of every test file (NIH files have no checksum, so they come over https); tests.tls builds on this module.
+from tests.tls import https_server  # noqa: F401

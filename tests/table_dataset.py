@@ -39,14 +39,24 @@ def write_table_dataset(root: Path, n_train: int = 12, n_test: int = 6, size: tu
         name = f"photos/{split}/p{number // 2:03d}_{eye}.jpg"
         save_image(root / name, image)
         grade = grade_from_counts({kind: sum(lesion.kind == kind for lesion in rendering.lesions) for kind in LESION_TYPES})
-        rows.append({"image": name, "split": split, "grade": grade, "patient": f"p{number // 2:03d}", "quality": "low" if low else "high"})
+        rows.append(
+            {"image": name, "split": split, "grade": grade, "patient": f"p{number // 2:03d}", "quality": "low" if low else "high"}
+        )
         part = coco["train" if split == "train" and number % 2 == 0 else "test"]
         image_id = len(part["images"]) + 1
         part["images"].append({"id": image_id, "file_name": name, "width": size[1], "height": size[0]})
         for lesion in rendering.lesions:
             x, y, w, h = lesion.box
-            part["annotations"].append({"id": len(part["annotations"]) + 1, "image_id": image_id, "bbox": [x, y, w, h],
-                                        "category_id": LESION_TYPES.index(lesion.kind) + 1, "area": w * h, "iscrowd": 0})
+            part["annotations"].append(
+                {
+                    "id": len(part["annotations"]) + 1,
+                    "image_id": image_id,
+                    "bbox": [x, y, w, h],
+                    "category_id": LESION_TYPES.index(lesion.kind) + 1,
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     write_labels(root / "labels.csv", rows, ["image", "split", "grade", "patient", "quality"])
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for split, content in coco.items():

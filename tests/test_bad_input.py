@@ -4,7 +4,6 @@ Configuration errors that can be known before any job runs fail when the workflo
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +15,6 @@ from PIL import Image, ImageFile
 from comcl.datasets import chestxray14 as nih
 from comcl.errors import DataError
 from comcl.index.build import run_index
-from comcl.weights import IMAGENET_URLS
 from tests.conftest import REPO
 from tests.test_index import CHEST_FILES, EYEQ_LABELS_ONLY
 from tests.tiny_workflow import SNAKEMAKE, over_the_demo
@@ -36,9 +34,7 @@ def chest_copy(synthetic_chest, tmp_path) -> Path:
     return root
 
 
-def index(
-    root: Path, out: Path, section: dict, check: str = "header", val_share: float = 0.25, workers: int = 1
-) -> None:
+def index(root: Path, out: Path, section: dict, check: str = "header", val_share: float = 0.25, workers: int = 1) -> None:
     run_index(
         "dataset", {**section, "root": str(root)}, check, workers, val_share, 0, out / "index.parquet", out / "summary.json"
     )
@@ -76,7 +72,7 @@ def test_missing_image(eyeq_copy, tmp_path):
 
 
 def test_unreadable_image(eyeq_copy, tmp_path):
-    victim = sorted((eyeq_copy / "test").iterdir())[0]
+    victim = min((eyeq_copy / "test").iterdir())
     victim.write_bytes(b"this is not a JPEG")
     expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, "Label_EyeQ_test.csv", victim.name, "unreadable")
 
@@ -146,7 +142,9 @@ def test_a_corrupt_jpeg_passes_the_header_check_and_is_refused_by_decode_with_it
 
 
 @pytest.mark.parametrize(
-    ("damage", "reason"), [(lambda victim: cut(victim, "PNG"), "truncated"), (corrupt, "corrupt")], ids=["cut PNG", "corrupt JPEG"]
+    ("damage", "reason"),
+    [(lambda victim: cut(victim, "PNG"), "truncated"), (corrupt, "corrupt")],
+    ids=["cut PNG", "corrupt JPEG"],
 )
 def test_a_bad_chest_image_stops_the_quality_score_with_its_line(chest_copy, tmp_path, damage, reason):
     """With the image check at ``exists``, the quality score is the first to decode the images, on worker processes."""
@@ -155,8 +153,16 @@ def test_a_bad_chest_image_stops_the_quality_score_with_its_line(chest_copy, tmp
     entry = chest_copy / "Data_Entry_2017.csv"
     line = line_of(entry, name)
     error = expect_error(
-        chest_copy, tmp_path / "out", CHEST_FILES, str(entry), f"line {line}: ", name, reason, "quality score",
-        check="exists", workers=2,
+        chest_copy,
+        tmp_path / "out",
+        CHEST_FILES,
+        str(entry),
+        f"line {line}: ",
+        name,
+        reason,
+        "quality score",
+        check="exists",
+        workers=2,
     )
     assert error.line == line
 
@@ -255,7 +261,9 @@ def test_chest_bbox_unknown_finding(chest_copy, tmp_path):
 
 def test_chest_bad_quality_csv(chest_copy, tmp_path):
     (chest_copy / "quality.csv").write_text("Image Index,quality\nnot_there.png,low\n")
-    expect_error(chest_copy, tmp_path / "out", {**CHEST_FILES, "quality_csv": "quality.csv"}, "have no quality label", "quality.csv")
+    expect_error(
+        chest_copy, tmp_path / "out", {**CHEST_FILES, "quality_csv": "quality.csv"}, "have no quality label", "quality.csv"
+    )
     (chest_copy / "quality.csv").write_text("Image Index,quality\nx.png,medium\n")
     expect_error(chest_copy, tmp_path / "out", {**CHEST_FILES, "quality_csv": "quality.csv"}, "line 2", "'medium'")
 
@@ -263,8 +271,15 @@ def test_chest_bad_quality_csv(chest_copy, tmp_path):
 def test_labels_only_chest_data_without_quality_labels_is_refused_naming_the_images_folder(chest_copy, tmp_path):
     """With check_images none nothing else opens an image: the quality score would be the first, deep in the run."""
     shutil.rmtree(chest_copy / "images")
-    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, f"images folder {chest_copy / 'images'} does not exist",
-                 "quality_csv", "put the images in", check="none")
+    expect_error(
+        chest_copy,
+        tmp_path / "out",
+        CHEST_FILES,
+        f"images folder {chest_copy / 'images'} does not exist",
+        "quality_csv",
+        "put the images in",
+        check="none",
+    )
 
 
 def test_chest_image_in_no_split_list(chest_copy, tmp_path):
@@ -278,8 +293,17 @@ def test_chest_image_in_no_split_list(chest_copy, tmp_path):
 def test_a_val_share_that_leaves_a_split_empty_is_named_with_the_fix(eyeq_copy, tmp_path, share, empty):
     # The tiny EyeQ set has 6 training patients: 0.05 of them rounds to none, 0.95 to all.
     labels = eyeq_copy / "Label_EyeQ_train.csv"
-    expect_error(eyeq_copy, tmp_path / "out", EYEQ_LABELS_ONLY, str(labels), f"index.val_share {share}", "6 training patients",
-                 f"leaves the {empty} split empty", "between 0.167 and 0.833", val_share=share)
+    expect_error(
+        eyeq_copy,
+        tmp_path / "out",
+        EYEQ_LABELS_ONLY,
+        str(labels),
+        f"index.val_share {share}",
+        "6 training patients",
+        f"leaves the {empty} split empty",
+        "between 0.167 and 0.833",
+        val_share=share,
+    )
 
 
 def test_a_test_split_wholly_in_the_box_list_is_refused(chest_copy, tmp_path):
@@ -298,26 +322,8 @@ def load(tmp_path: Path, overlay: dict) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("share", "empty"), [(0.001, "validation"), (0.999, "train")])
-def test_a_val_share_that_leaves_a_synthetic_split_empty_is_refused_when_the_workflow_loads(tmp_path, share, empty):
-    # The demo's synthetic EyeQ set has 160 training images of 80 patients.
-    output = load(tmp_path, {"index": {"val_share": share}})
-    assert f"dataset eyeq: index.val_share {share} of the 80 training patients leaves the {empty} split empty" in output
-    assert "set index.val_share between 0.0125 and 0.988" in output
-
-
 def test_patches_larger_than_the_fine_tuning_images_are_refused_when_the_workflow_loads(tmp_path):
     output = load(tmp_path, {"patches": {"size": 96}})
     assert "patches.size 96 is larger than finetune.input_size 80" in output
     assert "set patches.size to at most 80" in output
-
-
-def test_imagenet_initialisation_of_an_architecture_without_imagenet_weights_is_refused_when_the_workflow_loads(tmp_path):
-    output = load(tmp_path, {"pretrain": {"arch": "resnet101", "init": "imagenet"}})
-    assert "pretrain.init is imagenet, but pretrain.arch 'resnet101' has no ImageNet weights here" in output
-    assert "or set pretrain.init: scratch" in output
-
-
-def test_the_workflows_imagenet_resnets_are_those_with_weights():
-    listed = re.search(r"IMAGENET_RESNETS = \(([^)]*)\)", (REPO / "workflow/rules/common.smk").read_text()).group(1)
-    assert {name.strip(' "') for name in listed.split(",") if name.strip()} == {arch for arch in IMAGENET_URLS if arch.startswith("resnet")}
+    assert "Traceback" not in output and "PlanError" not in output  # the workflow's error, in a few lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comcl.checkpoints import load_checkpoint, resume_state, save_checkpoint, save_torch
+from comcl.checkpoints import load_checkpoint, resume_state, run_stamp, save_checkpoint, save_torch
 from comcl.errors import DataError
 
 
@@ -34,3 +34,17 @@ def test_the_temporary_file_of_a_write_that_a_kill_interrupted_is_removed_on_the
     stale.write_bytes(b"half a checkpoint")
     assert resume_state(tmp_path / "checkpoint.pt", "stamp")["step"] == 3
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_a_run_stamp_changes_with_the_settings_the_size_of_the_data_and_the_content_of_the_weights(tmp_path):
+    data, weights = tmp_path / "index.parquet", tmp_path / "encoder.pt"
+    data.write_bytes(b"12345")
+    weights.write_bytes(b"abcde")
+    stamp = run_stamp({"lr": 0.1, "epochs": 2}, sized=[data], read=[weights])
+    assert run_stamp({"epochs": 2, "lr": 0.1}, sized=[data], read=[weights]) == stamp  # the order of keys does not count
+    assert run_stamp({"lr": 0.2, "epochs": 2}, sized=[data], read=[weights]) != stamp
+    weights.write_bytes(b"abcdf")  # the same size
+    changed_weights = run_stamp({"lr": 0.1, "epochs": 2}, sized=[data], read=[weights])
+    assert changed_weights != stamp
+    data.write_bytes(b"123456")
+    assert run_stamp({"lr": 0.1, "epochs": 2}, sized=[data], read=[weights]) not in {stamp, changed_weights}

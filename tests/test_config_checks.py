@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
 from comcl.detector.model_files import model_digest, model_files
@@ -18,15 +17,8 @@ def test_a_misspelt_key_is_named_with_its_sections_keys_and_the_likely_one_in_a_
     assert "$schema" not in output and len(output.splitlines()) < 20
 
 
-@pytest.mark.parametrize(("results", "message"), [("", "configuration error at results: '' should be non-empty"),
-                                                   ("/", "results is '/': set it to a folder of its own")])
-def test_results_must_be_a_folder_of_its_own(tmp_path, results, message):
-    assert message in load(tmp_path, {"results": results})
-
-
-def test_two_proportions_that_name_one_version_are_refused(tmp_path):
-    output = load(tmp_path, {"degrade": {"proportions": [0.7, 0.704]}})
-    assert "degrade.proportions 0.7 and 0.704 are both version lq70" in output
+def test_results_must_not_be_empty(tmp_path):
+    assert "configuration error at results: '' should be non-empty" in load(tmp_path, {"results": ""})
 
 
 def test_an_unknown_backbone_is_refused_before_any_job_starts(tmp_path):
@@ -37,7 +29,7 @@ def test_an_unknown_backbone_is_refused_before_any_job_starts(tmp_path):
 def test_every_backbone_the_schema_allows_is_one_pretraining_builds():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     for arch in schema["properties"]["pretrain"]["properties"]["arch"]["enum"]:
-        network, width = backbone(arch)
+        _network, width = backbone(arch)
         assert width in (512, 2048), arch
 
 
@@ -52,4 +44,6 @@ def test_the_detector_model_is_its_content_not_its_path(tmp_path):
     (tmp_path / "b/base.py").write_text("model = dict(type='RetinaNet')\n")
     assert model_digest(tmp_path / "a/small.py") != model_digest(tmp_path / "b/small.py")
     assert [path.name for path in model_files(REPO / "config/detector/faster_rcnn_r18_fpn_small.py")] == [
-        "faster_rcnn_r18_fpn_small.py", "faster_rcnn_r50_fpn.py"]
+        "faster_rcnn_r18_fpn_small.py",
+        "faster_rcnn_r50_fpn.py",
+    ]

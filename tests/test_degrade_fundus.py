@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from comcl.degrade import fundus as model
-from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, FUNDUS_DEGRADATIONS, degrade_fundus, estimate_fov_mask
+from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, FUNDUS_DEGRADATIONS, degrade_fundus
 from comcl.degrade.structure import structure_kept
+from comcl.fov import estimate_fov_mask
 from comcl.synth.fundus import EYES, LESION_KINDS, FundusRendering, render_fundus
 
 HEIGHT, WIDTH = 128, 160

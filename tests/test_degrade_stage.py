@@ -104,8 +104,15 @@ def test_an_unreadable_image_is_named(eyeq_index, tmp_path):
 
 def test_run_degrade_writes_a_complete_stage_output(synthetic_eyeq, tmp_path):
     root, _ = synthetic_eyeq
-    run_index("eyeq", {**EYEQ_LABELS_ONLY, "root": str(root)}, "header", 1, **VALIDATION, table=tmp_path / "index.parquet",
-              summary=tmp_path / "s.json")
+    run_index(
+        "eyeq",
+        {**EYEQ_LABELS_ONLY, "root": str(root)},
+        "header",
+        1,
+        **VALIDATION,
+        table=tmp_path / "index.parquet",
+        summary=tmp_path / "s.json",
+    )
     out = tmp_path / proportion_name(0.7)
     run_degrade(tmp_path / "index.parquet", 0.7, True, 5, out / "index.parquet", out / "images", out / "summary.json", 1)
     frame, meta = read_table(out / "index.parquet")

@@ -25,7 +25,15 @@ from tests.conftest import REPO
 SMALL_MODEL = REPO / "config/detector/faster_rcnn_r18_fpn_small.py"
 PAPER_MODEL = REPO / "config/detector/faster_rcnn_r50_fpn.py"
 TINY_TRAINING = dict(
-    scale=[144, 96], iterations=4, batch_size=2, lr=0.01, warmup_iterations=2, checkpoint_interval=2, workers=0, pretrained=None, seed=0,
+    scale=[144, 96],
+    iterations=4,
+    batch_size=2,
+    lr=0.01,
+    warmup_iterations=2,
+    checkpoint_interval=2,
+    workers=0,
+    pretrained=None,
+    seed=0,
     device="cpu",
 )
 
@@ -84,13 +92,19 @@ def test_a_missing_idrid_folder_names_what_to_extract(tmp_path):
 
 
 def _nih_source(root: Path) -> dict:
-    return {"format": "chestxray14", "root": str(root), "bbox_list": nih.BBOX_FILE, "data_entry": nih.DATA_ENTRY_FILE, "images": "images"}
+    return {
+        "format": "chestxray14",
+        "root": str(root),
+        "bbox_list": nih.BBOX_FILE,
+        "data_entry": nih.DATA_ENTRY_FILE,
+        "images": "images",
+    }
 
 
 def test_nih_boxes_split_patient_wise_with_every_box_kept(synthetic_chest):
     root, _ = synthetic_chest
     listed = nih.read_bbox_list(root / nih.BBOX_FILE)
-    splits, summary = lesion_annotations(_nih_source(root), min_area=1, test_share=0.3, seed=3, held_out={})
+    splits, _summary = lesion_annotations(_nih_source(root), min_area=1, test_share=0.3, seed=3, held_out={})
     assert [c["name"] for c in splits["train"]["categories"]] == list(nih.TASK_FINDINGS)
     assert sum(len(s["annotations"]) for s in splits.values()) == len(listed)
     entry = nih.read_data_entry(root / nih.DATA_ENTRY_FILE).set_index("Image Index")
@@ -108,8 +122,10 @@ def _held_out_names(listed: pd.DataFrame, entry: pd.DataFrame) -> dict[str, set[
     those of the second and third in test."""
     patients = entry.loc[listed["image"].drop_duplicates(), "Patient ID"]
     order = sorted(patients.unique())
-    names = {split: set(patients[patients.isin(chosen)].index.str.removesuffix(".png")) for split, chosen in
-             (("val", order[:1]), ("test", order[1:3]))}
+    names = {
+        split: set(patients[patients.isin(chosen)].index.str.removesuffix(".png"))
+        for split, chosen in (("val", order[:1]), ("test", order[1:3]))
+    }
     assert all(names.values())
     return names
 
@@ -166,19 +182,23 @@ def test_a_tiny_detector_trains_and_reports_coco_map(tiny_detector):
 
 
 def test_the_exported_checkpoint_loads_with_weights_only_and_detects(tiny_detector, synthetic_idrid):
-    out, _, outputs = tiny_detector
+    _out, _, outputs = tiny_detector
     content = torch.load(outputs["model.pth"], weights_only=True)
     assert content["meta"]["classes"] == ["MA", "HE", "EX", "SE"]
     model, meta = load_detector(outputs["model.pth"], SMALL_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
     root, truth = synthetic_idrid
-    images = pd.DataFrame({"image_id": truth["image"], "path": [str(root / f) for f in truth["file"]], "split": truth["split"], "level": "L"})
+    images = pd.DataFrame(
+        {"image_id": truth["image"], "path": [str(root / f) for f in truth["file"]], "split": truth["split"], "level": "L"}
+    )
     found = detect(model, meta, images, batch_size=2, workers=0)
     assert list(found.columns) == ["image_id", "split", "level", "x1", "y1", "x2", "y2", "score", "label"]
     assert found["label"].isin(["MA", "HE", "EX", "SE"]).all() and found["score"].between(0, 1).all()
     assert ((found["x2"] <= 144 + 1e-3) & (found["y2"] <= 96 + 1e-3)).all()  # boxes in original pixels
 
 
-def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_keeps_none(tiny_detector, tmp_path, caplog, monkeypatch):
+def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_keeps_none(
+    tiny_detector, tmp_path, caplog, monkeypatch
+):
     out, annotations, _ = tiny_detector
     assert not list((out / "work").glob("*.pth")) and not (out / "work" / "last_checkpoint").exists()
     outputs = [tmp_path / name for name in ("model.pth", "metrics.json", "log.csv", "curves.png")]
@@ -273,10 +293,12 @@ def test_a_coco_export_keeps_its_split_and_classes_and_loses_its_evaluation_imag
     train, test = splits["train"], splits["test"]
     assert [c["name"] for c in train["categories"]] == [c["name"] for c in test["categories"]] == ["MA", "HE"]  # train ids' order
     assert [(i["file_name"], i["width"], i["height"]) for i in train["images"]] == [
-        (str(tmp_path / "images" / name), 30, 20) for name in ("a.png", "b.png")  # b: a negative; c: held out
+        (str(tmp_path / "images" / name), 30, 20)
+        for name in ("a.png", "b.png")  # b: a negative; c: held out
     ]
     assert [(a["category_id"], a["bbox"], a["area"]) for a in train["annotations"]] == [
-        (1, [2.0, 3.0, 4.0, 5.0], 12.5), (2, [10.2, 0.0, 20.1, 20.3], pytest.approx(20.1 * 20.3))
+        (1, [2.0, 3.0, 4.0, 5.0], 12.5),
+        (2, [10.2, 0.0, 20.1, 20.3], pytest.approx(20.1 * 20.3)),
     ]
     assert [i["file_name"] for i in test["images"]] == [str(tmp_path / "images" / "d.png")]
     assert [(a["category_id"], a["bbox"]) for a in test["annotations"]] == [(2, [1.0, 1.0, 2.0, 2.0])]  # HE, by name

@@ -93,7 +93,9 @@ def test_one_pretraining_step_on_two_processes_is_one_step_on_the_whole_batch():
 
 def test_a_run_resumes_on_two_processes_from_the_checkpoint_of_one(data, tmp_path, monkeypatch):
     store, index = data
-    whole = pretrain(VARIANTS["comcl"], PRETRAIN, store, index, tmp_path / "whole" / "work", **outputs(tmp_path / "whole"), threads=2)
+    whole = pretrain(
+        VARIANTS["comcl"], PRETRAIN, store, index, tmp_path / "whole" / "work", **outputs(tmp_path / "whole"), threads=2
+    )
 
     class Killed(Exception):
         pass
@@ -124,8 +126,12 @@ def test_a_run_resumes_on_two_processes_from_the_checkpoint_of_one(data, tmp_pat
 
 def _finetune(index: Path, folder: Path, processes: int) -> dict:
     # 9 training images in batches of 16: one step, on a batch that two processes share as 5 + 4.
-    files = dict(metrics=folder / "metrics.json", predictions=folder / "predictions.parquet", training_log=folder / "log.csv",
-                 model_file=folder / "model.pt")
+    files = dict(
+        metrics=folder / "metrics.json",
+        predictions=folder / "predictions.parquet",
+        training_log=folder / "log.csv",
+        model_file=folder / "model.pt",
+    )
     params = dict(FINETUNE, epochs=1, batch_size=16)
     return finetune(index, params, "scratch", None, folder / "work", **files, threads=2, world_size=processes)
 
@@ -152,10 +158,29 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(data, tmp_pat
         pretrain(VARIANTS["comcl"], PRETRAIN, *data, tmp_path / "work", **outputs(tmp_path), threads=1, world_size=4)
     index = tiny_index(tmp_path, "grading")
     with pytest.raises(DataError, match="batch_size 4 does not split evenly over 3 processes"):
-        finetune(index, FINETUNE, "scratch", None, tmp_path / "work", tmp_path / "m.json", tmp_path / "p.parquet", tmp_path / "l.csv",
-                 tmp_path / "model.pt", threads=1, world_size=3)
+        finetune(
+            index,
+            FINETUNE,
+            "scratch",
+            None,
+            tmp_path / "work",
+            tmp_path / "m.json",
+            tmp_path / "p.parquet",
+            tmp_path / "l.csv",
+            tmp_path / "model.pt",
+            threads=1,
+            world_size=3,
+        )
 
 
 def test_an_error_in_a_process_is_raised_as_itself(data, tmp_path):
     with pytest.raises(DataError, match=r"group 'H' has 20 training items, but the configuration needs 30"):
-        pretrain(VARIANTS["comcl"], dict(PRETRAIN, queue_size=30), *data, tmp_path / "work", **outputs(tmp_path), threads=2, world_size=2)
+        pretrain(
+            VARIANTS["comcl"],
+            dict(PRETRAIN, queue_size=30),
+            *data,
+            tmp_path / "work",
+            **outputs(tmp_path),
+            threads=2,
+            world_size=2,
+        )

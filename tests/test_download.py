@@ -12,7 +12,7 @@ import pytest
 from comcl.download import download, md5sum, record_checksum, sha256sum
 from comcl.errors import DataError
 from tests.conftest import Served
-from tests.tls import https, https_server  # noqa: F401 (a fixture)
+from tests.tls import https
 
 DATA = bytes(range(256)) * 1000  # 256 kB: several chunks of the 64 kB the tests read at a time
 OTHER = DATA[::-1]  # what a mirror serves that is not the same file

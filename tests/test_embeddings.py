@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from comcl.errors import DataError
-from comcl.patches.stage import LEVELS
+from comcl.levels import LEVELS
 from comcl.patches.store import PatchRow, PatchStoreWriter
 from comcl.pretrain.model import ContrastiveModel, backbone
 from comcl.report.embeddings import level_silhouette, load_encoder, run_tsne, sample_patches, tsne_2d

@@ -29,7 +29,8 @@ def lock() -> dict[str, str]:
 
 def test_direct_dependencies_are_pinned_to_the_locked_versions():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    direct = parse_pins(project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    direct = parse_pins(project["dependencies"] + extras["test"] + extras["lint"])
     locked = lock()
     assert direct.pop("mmcv") == "2.1.0", "mmcv is built by scripts/install.sh, pinned in pyproject only"
     assert "mmcv" not in locked

@@ -17,7 +17,6 @@ from comcl.datasets.fetch import check_idrid, fetch_source, kaggle_client
 from comcl.datasets.sources import needs
 from comcl.download import md5sum
 from comcl.errors import DataError
-from tests.tls import https_server  # noqa: F401 (a fixture; NIH files have no checksum, so they come over https)
 
 EYEQ_MD5 = {"train": "b682c36cbce65666fdc6f6970e180dc7", "test": "aaffe5731ff61868b85ce2ec1978807f"}
 NIH_FILES = ["Data_Entry_2017.csv", "BBox_List_2017.csv", "train_val_list.txt", "test_list.txt"]
@@ -53,13 +52,18 @@ def chest_source(root: Path, **download) -> dict:
     }
 
 
-KAGGLE = {"competition": "diabetic-retinopathy-detection", "files": {"train": ["train.zip.001", "train.zip.002"], "test": ["test.zip.001"]}}
+KAGGLE = {
+    "competition": "diabetic-retinopathy-detection",
+    "files": {"train": ["train.zip.001", "train.zip.002"], "test": ["test.zip.001"]},
+}
 
 
 def test_missing_pieces_are_named_with_the_step_that_provides_them(tmp_path, monkeypatch):
     labels = {split: {"urls": [f"http://127.0.0.1:1/{split}.csv"]} for split in ("train", "test")}
     found = {need.what: need for need in needs(eyeq_source(tmp_path, labels=labels, kaggle=KAGGLE))}
-    assert found["EyeQ train labels"].automatic and "downloaded from http://127.0.0.1:1/train.csv" in found["EyeQ train labels"].step
+    assert (
+        found["EyeQ train labels"].automatic and "downloaded from http://127.0.0.1:1/train.csv" in found["EyeQ train labels"].step
+    )
     images = found["EyePACS train images"]
     assert not images.automatic and images.path == tmp_path / "train"
     assert "accept the competition's rules" in images.step and "train.zip.001, train.zip.002" in images.step
@@ -93,7 +97,10 @@ def test_eyeq_labels_are_downloaded_md5_checked_and_rows_without_an_image_are_li
     (tmp_path / "train/10009_left.jpeg").write_bytes(b"jpeg")
     (tmp_path / "test/1_left.jpeg").write_bytes(b"jpeg")
     labels = {
-        split: {"urls": [f"{http_server.url}/gone/Label_EyeQ_{split}.csv", f"{http_server.url}/mirror/Label_EyeQ_{split}.csv"], "md5": md5}
+        split: {
+            "urls": [f"{http_server.url}/gone/Label_EyeQ_{split}.csv", f"{http_server.url}/mirror/Label_EyeQ_{split}.csv"],
+            "md5": md5,
+        }
         for split, md5 in EYEQ_MD5.items()
     }
     with pytest.raises(DataError, match=r"12542 of 12543 labelled images are not in .*train") as error:
@@ -144,7 +151,9 @@ def test_eyepacs_images_come_from_kaggle_in_parts_and_unlabelled_images_are_coun
 
     result = fetch_source("eyeq", eyeq_source(root, kaggle=KAGGLE), tmp_path / "source.json", kaggle=lambda: client)
     assert [name for _, name, _ in client.calls] == ["train.zip.001", "train.zip.002"]
-    assert sorted(p.name for p in (root / "train").iterdir()) == sorted([*(p.name for p in (source_root / "train").iterdir()), "99999_left.jpeg"])
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(
+        [*(p.name for p in (source_root / "train").iterdir()), "99999_left.jpeg"]
+    )
     train = result["images"]["train"]
     assert (train["unlabelled"], train["unlabelled_examples"]) == (1, ["99999_left.jpeg"])
     assert train["labelled"] == len(list((source_root / "train").iterdir()))
@@ -234,7 +243,12 @@ def zip_tree(root: Path, target: Path) -> None:
 def test_the_idrid_zip_is_extracted_and_its_tree_counted(synthetic_idrid, tmp_path):
     source_root, _ = synthetic_idrid
     zip_tree(source_root, tmp_path / "A. Segmentation.zip")
-    source = {"format": "idrid", "root": str(tmp_path), "archive": "A. Segmentation.zip", "expected_images": {"train": 3, "test": 2}}
+    source = {
+        "format": "idrid",
+        "root": str(tmp_path),
+        "archive": "A. Segmentation.zip",
+        "expected_images": {"train": 3, "test": 2},
+    }
     result = fetch_source("eyeq lesions", source, tmp_path / "source.json")
     assert (result["train"]["images"], result["test"]["images"]) == (3, 2)
     for split in ("train", "test"):

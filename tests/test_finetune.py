@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from comcl.errors import DataError
+from comcl.finetune import train
 from comcl.finetune.data import ImageDataset
 from comcl.finetune.model import load_classifier
-from comcl.finetune import train
 from comcl.finetune.train import CHECKPOINT, finetune, predict
 from comcl.io import read_table, save_image, write_table
 from comcl.pretrain.model import ContrastiveModel
@@ -62,10 +62,13 @@ def tiny_index(root: Path, task: str) -> Path:
 
 
 def run(index: Path, folder: Path, init: str = "scratch", encoder: Path | None = None, **changes) -> dict:
-    outputs = dict(metrics=folder / "metrics.json", predictions=folder / "predictions.parquet", training_log=folder / "log.csv",
-                   model_file=folder / "model.pt")
+    outputs = dict(
+        metrics=folder / "metrics.json",
+        predictions=folder / "predictions.parquet",
+        training_log=folder / "log.csv",
+        model_file=folder / "model.pt",
+    )
     return finetune(index, dict(PARAMS, **changes), init, encoder, folder / "work", **outputs, threads=2)
-
 
 
 def test_an_undefined_validation_kappa_in_every_epoch_keeps_the_first_epoch(tmp_path, monkeypatch):
@@ -75,6 +78,7 @@ def test_an_undefined_validation_kappa_in_every_epoch_keeps_the_first_epoch(tmp_
     monkeypatch.setattr(train, "evaluate", lambda *args: {**evaluate(*args), "kappa": None})
     result = run(tiny_index(tmp_path, "grading"), tmp_path)
     assert [row["val_kappa"] for row in result["history"]] == [None, None] and result["best_epoch"] == 1
+
 
 @pytest.mark.parametrize("task", ["grading", "multilabel"])
 def test_fine_tuning_writes_test_metrics_without_nan(task, tmp_path):

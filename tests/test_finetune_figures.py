@@ -23,11 +23,19 @@ def metrics_file(path: Path, task: str, kappa: float | None) -> Path:
         per_class = {str(k): {"precision": None, "recall": 0.5, "support": 3} for k in range(3)}
         test = {"kappa": kappa, "accuracy": 0.5, "per_class": per_class, "confusion": [[3, 1, 0], [1, 2, 0], [0, 0, 0]]}
     else:
-        per_label = {name: {"kappa": kappa, "accuracy": 0.9, "auroc": None if name == "Mass" else 0.7, "support": 2}
-                     for name in ("Effusion", "Mass")}
+        per_label = {
+            name: {"kappa": kappa, "accuracy": 0.9, "auroc": None if name == "Mass" else 0.7, "support": 2}
+            for name in ("Effusion", "Mass")
+        }
         test = {"kappa": kappa, "accuracy": 0.9, "auroc": 0.7, "per_label": per_label}
-    document = {"task": task, "init": "scratch", "sizes": {"train": 9, "val": 2, "test": 5}, "best_epoch": 2, "history": HISTORY,
-                "test": test}
+    document = {
+        "task": task,
+        "init": "scratch",
+        "sizes": {"train": 9, "val": 2, "test": 5},
+        "best_epoch": 2,
+        "history": HISTORY,
+        "test": test,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document))
     return path
@@ -35,8 +43,10 @@ def metrics_file(path: Path, task: str, kappa: float | None) -> Path:
 
 @pytest.mark.parametrize("task", ["grading", "multilabel"])
 def test_curves_and_outcomes_are_drawn_with_undefined_values(task, tmp_path):
-    runs = {"CoMCL": [metrics_file(tmp_path / f"comcl{seed}.json", task, 0.3) for seed in (0, 1)],
-            "resnet18": [metrics_file(tmp_path / "r18.json", task, None)]}
+    runs = {
+        "CoMCL": [metrics_file(tmp_path / f"comcl{seed}.json", task, 0.3) for seed in (0, 1)],
+        "resnet18": [metrics_file(tmp_path / "r18.json", task, None)],
+    }
     run_finetune_figures(runs, "eyeq, original", tmp_path / "curves.png", tmp_path / "outcomes.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000 and (tmp_path / "outcomes.png").stat().st_size > 10_000
 
@@ -63,8 +73,13 @@ def test_the_benchmark_summary_totals_each_stage(tmp_path):
         header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
         (folder / stage / f"{job}.tsv").write_text(f"{header}\n{seconds}\t0:00:10\t{rss}\t0\t0\t0\t0\t0\t0\t0\n")
     summary = run_benchmark_summary(folder, tmp_path / "benchmarks.csv", tmp_path / "benchmarks.png")
-    assert summary.to_dict("records")[0] == {"stage": "finetune", "jobs": 2, "total_seconds": 40.0, "longest_seconds": 30.0,
-                                             "peak_rss_mb": 700.0}
+    assert summary.to_dict("records")[0] == {
+        "stage": "finetune",
+        "jobs": 2,
+        "total_seconds": 40.0,
+        "longest_seconds": 30.0,
+        "peak_rss_mb": 700.0,
+    }
     assert pd.isna(summary.set_index("stage").loc["index", "peak_rss_mb"])
     assert (tmp_path / "benchmarks.png").stat().st_size > 5_000
 

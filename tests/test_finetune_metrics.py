@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -140,6 +141,22 @@ def test_kappa_is_none_when_both_raters_give_the_same_single_class() -> None:
     assert result["kappa"] is None
     assert result["per_class"][0] == {"precision": None, "recall": None, "support": 0}
     json.dumps(result, allow_nan=False)
+
+
+def test_no_scikit_learn_warning_escapes_where_a_metric_is_none() -> None:
+    """scikit-learn warns on an undefined kappa, a 1 x 1 confusion matrix and a class never predicted; ours says
+    None instead, so a caller running with warnings as errors still gets its metrics."""
+    same = np.full(6, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert quadratic_weighted_kappa(same, same, 5) is None
+        assert cohen_kappa(same, same) is None
+        assert quadratic_weighted_kappa(np.zeros(3, int), np.zeros(3, int), 1) is None
+        assert confusion_matrix(np.zeros(3, int), np.zeros(3, int), 1).tolist() == [[3]]
+        result = grading_metrics(same, np.eye(5)[same])
+        assert result["kappa"] is None and result["per_class"][0]["precision"] is None
+        result = multilabel_metrics(np.zeros((3, 2), int), np.zeros((3, 2)), ["a", "b"])
+        assert result["kappa"] is None and result["auroc"] is None
 
 
 def test_roc_auc_is_none_with_one_class() -> None:

@@ -17,11 +17,11 @@ import pytest
 import torch
 import torchvision
 
+from comcl.augment import build_augmentation
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset, class_balanced_weights
 from comcl.finetune.model import ARCHITECTURES, build_classifier
 from comcl.io import read_table, save_image, write_table
-from comcl.pretrain.augment import build_augmentation
 from comcl.pretrain.model import ContrastiveModel
 from comcl.weights import IMAGENET_URLS, cache_path
 
@@ -152,7 +152,13 @@ def tiny_index(root: Path, task: str) -> Path:
     if task == "grading":
         meta = {"format": "eyeq", "modality": "fundus", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
     else:
-        meta = {"format": "chestxray14", "modality": "chest", "task": "multilabel", "label_columns": ["Effusion", "Mass"], "num_classes": 2}
+        meta = {
+            "format": "chestxray14",
+            "modality": "chest",
+            "task": "multilabel",
+            "label_columns": ["Effusion", "Mass"],
+            "num_classes": 2,
+        }
     write_table(root / "index.parquet", pd.DataFrame(rows), meta)
     return root / "index.parquet"
 

@@ -116,7 +116,13 @@ def test_choose_images_takes_diseased_test_images_highest_grades_first():
 
 
 def test_choose_images_maps_the_first_finding_of_multilabel_images():
-    meta = {"format": "chestxray14", "modality": "chest", "task": "multilabel", "label_columns": ["Effusion", "Mass", "Nodule"], "num_classes": 3}
+    meta = {
+        "format": "chestxray14",
+        "modality": "chest",
+        "task": "multilabel",
+        "label_columns": ["Effusion", "Mass", "Nodule"],
+        "num_classes": 3,
+    }
     frame = pd.DataFrame(
         {
             "image_id": ["a", "b", "c", "d"],

@@ -12,15 +12,27 @@ import pytest
 
 from comcl.datasets import chestxray14 as nih
 from comcl.datasets.chestxray14 import TASK_FINDINGS
+from comcl.images import check_images
 from comcl.index.build import assign_levels, build_index, run_index, summarize
-from comcl.index.images import check_images
 from comcl.io import read_table
 
-EYEQ_LABELS_ONLY = {"format": "eyeq", "modality": "fundus", "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
-                    "images": {"train": "train", "test": "test"}}
-CHEST_FILES = {"format": "chestxray14", "modality": "chest", "data_entry": "Data_Entry_2017.csv", "bbox_list": "BBox_List_2017.csv",
-               "split_lists": {"train": "train_val_list.txt", "test": "test_list.txt"}, "images": "images",
-               "quality_csv": None, "low_quality_share": 0.432, "other_findings": "negative"}
+EYEQ_LABELS_ONLY = {
+    "format": "eyeq",
+    "modality": "fundus",
+    "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
+    "images": {"train": "train", "test": "test"},
+}
+CHEST_FILES = {
+    "format": "chestxray14",
+    "modality": "chest",
+    "data_entry": "Data_Entry_2017.csv",
+    "bbox_list": "BBox_List_2017.csv",
+    "split_lists": {"train": "train_val_list.txt", "test": "test_list.txt"},
+    "images": "images",
+    "quality_csv": None,
+    "low_quality_share": 0.432,
+    "other_findings": "negative",
+}
 # The validation split of the tests: a quarter of the training patients.
 VALIDATION = {"val_share": 0.25, "seed": 0}
 
@@ -40,8 +52,12 @@ def test_real_eyeq_labels_reproduce_the_published_counts(shared_data):
     # 8,471 + 4,558 + 3,220. CoMCL: 33.4 % low quality in the original training set.
     assert (train["images"], test["images"]) == (12543, 16249)
     assert frame.groupby("split")["eyeq_quality"].value_counts().to_dict() == {
-        ("test", 0): 8471, ("test", 1): 4558, ("test", 2): 3220,
-        ("train", 0): 8347, ("train", 1): 1876, ("train", 2): 2320,
+        ("test", 0): 8471,
+        ("test", 1): 4558,
+        ("test", 2): 3220,
+        ("train", 0): 8347,
+        ("train", 1): 1876,
+        ("train", 2): 2320,
     }
     assert train["low_quality_share"] == pytest.approx(0.334, abs=0.001)
     assert sum(train["levels"].values()) == 12543
@@ -120,12 +136,24 @@ def test_real_chest_data_entry_indexes_with_a_quality_file(shared_data, tmp_path
     assert meta["boxed_test_images_removed"] == 2
     assert len(frame) == 14 and frame["split"].value_counts().to_dict() == {"train": 9, "val": 3, "test": 2}
     counts = frame[list(TASK_FINDINGS)].sum().to_dict()
-    assert counts == {"Atelectasis": 1, "Cardiomegaly": 2, "Effusion": 1, "Infiltration": 1, "Mass": 1,
-                      "Nodule": 1, "Pneumonia": 1, "Pneumothorax": 1}
+    assert counts == {
+        "Atelectasis": 1,
+        "Cardiomegaly": 2,
+        "Effusion": 1,
+        "Infiltration": 1,
+        "Mass": 1,
+        "Nodule": 1,
+        "Pneumonia": 1,
+        "Pneumothorax": 1,
+    }
     emphysema = frame.set_index("image_id").loc["00000353_000"]
     assert not emphysema["lesion"] and emphysema["level"] == "H"
-    excluded, _ = build_index({**CHEST_FILES, "root": str(tmp_path), "quality_csv": "quality.csv",
-                               "other_findings": "exclude"}, check="none", workers=1, **VALIDATION)
+    excluded, _ = build_index(
+        {**CHEST_FILES, "root": str(tmp_path), "quality_csv": "quality.csv", "other_findings": "exclude"},
+        check="none",
+        workers=1,
+        **VALIDATION,
+    )
     assert "00000353_000" not in set(excluded["image_id"]) and len(excluded) == 13
 
 
@@ -135,8 +163,15 @@ def test_boxed_test_images_leave_the_chest_index_and_are_counted(synthetic_chest
     official = truth.assign(image_id=truth["image"].str.removesuffix(".png")).set_index("image_id")["split"]
     boxed_test = {image for image in boxed if official[image] == "test"}
     assert boxed_test and boxed - boxed_test, "the tiny set has boxed images in both official splits"
-    run_index("chestxray14", {**CHEST_FILES, "root": str(root)}, "header", 1, **VALIDATION, table=tmp_path / "index.parquet",
-              summary=tmp_path / "summary.json")
+    run_index(
+        "chestxray14",
+        {**CHEST_FILES, "root": str(root)},
+        "header",
+        1,
+        **VALIDATION,
+        table=tmp_path / "index.parquet",
+        summary=tmp_path / "summary.json",
+    )
     frame, meta = read_table(tmp_path / "index.parquet")
     assert not boxed_test & set(frame["image_id"])
     assert boxed - boxed_test <= set(frame["image_id"]), "boxed training images stay (in train or val)"
@@ -164,12 +199,28 @@ def test_chest_quality_score_finds_the_degraded_images(synthetic_chest):
 
 
 def test_run_index_writes_the_table_and_summary(synthetic_eyeq, tmp_path):
-    root, truth = synthetic_eyeq
-    run_index("eyeq", {**EYEQ_LABELS_ONLY, "root": str(root)}, "header", 1, **VALIDATION, table=tmp_path / "index.parquet",
-              summary=tmp_path / "summary.json")
+    root, _truth = synthetic_eyeq
+    run_index(
+        "eyeq",
+        {**EYEQ_LABELS_ONLY, "root": str(root)},
+        "header",
+        1,
+        **VALIDATION,
+        table=tmp_path / "index.parquet",
+        summary=tmp_path / "summary.json",
+    )
     frame, meta = read_table(tmp_path / "index.parquet")
-    assert meta == {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "modality": "fundus", "task": "grading",
-                    "label_columns": ["dr_grade"], "num_classes": 5, "val_share": 0.25, "val_seed": 0}
+    assert meta == {
+        "dataset": "eyeq",
+        "proportion": "original",
+        "format": "eyeq",
+        "modality": "fundus",
+        "task": "grading",
+        "label_columns": ["dr_grade"],
+        "num_classes": 5,
+        "val_share": 0.25,
+        "val_seed": 0,
+    }
     assert list(frame.columns[:5]) == ["image_id", "path", "split", "patient_id", "dr_grade"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     # 12 training images of 6 patients (both eyes each): round(0.25 * 6) = 2 patients, 4 images, to validation.

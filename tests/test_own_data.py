@@ -28,7 +28,12 @@ def test_a_grading_table_is_indexed_with_its_patients_quality_and_levels(tmp_pat
     setup = write_table_dataset(tmp_path / "mine")
     frame, meta = build_index({**setup["dataset"], "labels": "labels.csv"}, "header", 1, val_share=0.25, seed=2)
     assert (meta["format"], meta["modality"], meta["task"], meta["label_columns"], meta["num_classes"]) == (
-        "table", "fundus", "grading", ["grade"], 5)
+        "table",
+        "fundus",
+        "grading",
+        ["grade"],
+        5,
+    )
     assert set(frame["split"]) == {"train", "val", "test"}
     assert frame.groupby("patient_id")["split"].nunique().max() == 1  # both eyes on one side
     assert (frame["quality"] == "low").sum() == 6 and set(frame["level"]) == {"L", "L~", "H"}
@@ -41,14 +46,24 @@ def test_a_multilabel_table_without_quality_or_patients_takes_the_quality_score(
     labels["Effusion"] = (labels["grade"] > 1).astype(int)
     labels["Nodule"] = (labels["grade"] == 4).astype(int)
     labels[["image", "split", "Effusion", "Nodule"]].to_csv(tmp_path / "mine/chest.csv", index=False)
-    section = {**setup["dataset"], "labels": "chest.csv", "task": "multilabel", "findings": ["Effusion", "Nodule"],
-               "modality": "chest", "low_quality_share": 0.5}
+    section = {
+        **setup["dataset"],
+        "labels": "chest.csv",
+        "task": "multilabel",
+        "findings": ["Effusion", "Nodule"],
+        "modality": "chest",
+        "low_quality_share": 0.5,
+    }
     frame, meta = build_index(section, "header", 1, val_share=0.25, seed=2)
-    assert (meta["task"], meta["label_columns"], meta["num_classes"], meta["modality"]) == ("multilabel", ["Effusion", "Nodule"], 2, "chest")
+    assert (meta["task"], meta["label_columns"], meta["num_classes"], meta["modality"]) == (
+        "multilabel",
+        ["Effusion", "Nodule"],
+        2,
+        "chest",
+    )
     assert frame["quality_score"].notna().all() and (frame["quality"] == "low").mean() == 0.5
     assert frame["patient_id"].equals(frame["image_id"])  # without a patient column, each image its own patient
     assert frame["lesion"].equals(frame["Effusion"] | frame["Nodule"])
-
 
 
 def test_a_table_without_quality_and_without_its_images_is_refused_naming_the_folder(tmp_path):
@@ -60,17 +75,21 @@ def test_a_table_without_quality_and_without_its_images_is_refused_naming_the_fo
         build_index(section, "none", 1, val_share=0.25, seed=2)
     assert "a quality column (high or low) in no_quality.csv" in str(error.value)
 
+
 HEADER = "image,split,grade\n"
 
 
-@pytest.mark.parametrize(("text", "line", "message"), [
-    ("image,grade\na.jpg,1\n", 1, "missing column(s) 'split'"),
-    (HEADER + "a.jpg,train,1\nb.jpg,test,7\n", 3, "unknown grade (0-4) '7'"),
-    (HEADER + "a.jpg,train,1\nb.jpg,test,mild\n", 3, "unknown grade (0-4) 'mild'"),
-    (HEADER + "a.jpg,train,1\nb.jpg,validation,0\n", 3, "split 'validation' is none of train, test"),
-    (HEADER + "a.jpg,train,1\nb.jpg,train,0\n", None, "the test split is empty"),
-    (HEADER + "x/a.jpg,train,1\ny/a.jpg,test,0\n", 3, "image 'a' is listed more than once"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("image,grade\na.jpg,1\n", 1, "missing column(s) 'split'"),
+        (HEADER + "a.jpg,train,1\nb.jpg,test,7\n", 3, "unknown grade (0-4) '7'"),
+        (HEADER + "a.jpg,train,1\nb.jpg,test,mild\n", 3, "unknown grade (0-4) 'mild'"),
+        (HEADER + "a.jpg,train,1\nb.jpg,validation,0\n", 3, "split 'validation' is none of train, test"),
+        (HEADER + "a.jpg,train,1\nb.jpg,train,0\n", None, "the test split is empty"),
+        (HEADER + "x/a.jpg,train,1\ny/a.jpg,test,0\n", 3, "image 'a' is listed more than once"),
+    ],
+)
 def test_a_bad_grading_table_is_refused_naming_its_line(tmp_path, text, line, message):
     with pytest.raises(DataError, match=r"labels\.csv") as error:
         read_labels(write_csv(tmp_path / "labels.csv", text), "grading", None, num_classes=5)
@@ -98,19 +117,37 @@ def test_a_dataset_of_ones_own_runs_through_every_stage_to_the_tables(tmp_path):
     differs from the defaults (and the tiny sizes): preprocessing, index, degradation, detector, patches, pretraining,
     fine-tuning, Tables 1-3 and figures, no evaluation image among the detector's."""
     setup = write_table_dataset(tmp_path / "mine")
-    config = {**TINY, "results": "own", "synthetic": {"datasets": []}, "datasets": {"mine": setup["dataset"]},
-              "degrade": {"proportions": [1.0]}, "detector": {**TINY["detector"], "annotations": {"mine": setup["lesions"]}}}
+    config = {
+        **TINY,
+        "results": "own",
+        "synthetic": {"datasets": []},
+        "datasets": {"mine": setup["dataset"]},
+        "degrade": {"proportions": [1.0]},
+        "detector": {**TINY["detector"], "annotations": {"mine": setup["lesions"]}},
+    }
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(config))
-    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
-               "--configfile", str(tmp_path / "own.yaml")]
+    command = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+        "--configfile",
+        str(tmp_path / "own.yaml"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     index, meta = read_table(tmp_path / "own/mine/original/index.parquet")
     assert meta["format"] == "table" and index["path"].str.contains("own/mine/preprocessed/images/photos/").all()
     boxes = json.loads((tmp_path / "own/mine/detector/annotations/summary.json").read_text())
     assert boxes["classes"] == ["MA", "HE", "EX", "SE"] and sum(boxes["excluded_evaluation_images"].values()) == 10
-    detector_images = {image["file_name"] for split in ("train", "test")
-                       for image in json.loads((tmp_path / f"own/mine/detector/annotations/{split}.json").read_text())["images"]}
+    detector_images = {
+        image["file_name"]
+        for split in ("train", "test")
+        for image in json.loads((tmp_path / f"own/mine/detector/annotations/{split}.json").read_text())["images"]
+    }
     assert not detector_images & set(index.loc[index["split"] != "train", "path"])
     table1 = pd.read_csv(tmp_path / "own/tables/table1.csv")
     assert set(table1.loc[table1["dataset"] == "mine", "method"]) >= {"basic_cl", "comcl"}

@@ -12,8 +12,9 @@ import pytest
 
 from comcl.detector.detect import DETECTION_COLUMNS
 from comcl.errors import DataError
+from comcl.images import resize_square
 from comcl.io import save_image, write_table
-from comcl.patches.stage import check_levels, resize_square, run_patches
+from comcl.patches.stage import check_levels, run_patches
 from comcl.patches.store import PatchDataset
 
 PARAMS = dict(size=32, conf=0.5, k=3, merge_iou=0.5, min_fov_coverage=1.0, fov_threshold=15, row_group_bytes=4096, seed=1)

@@ -203,15 +203,13 @@ def test_grouped_sampler_is_a_permutation_grouped_by_row_group(tmp_path: Path) -
 
 def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
     path = tmp_path / "store.parquet"
-    with pytest.raises(RuntimeError, match="boom"):
-        with PatchStoreWriter(path, SIZE, 3, {}, row_group_bytes=2000) as writer:
-            writer.add(make_rows(40, 3))  # some row groups already written to the temporary file
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), PatchStoreWriter(path, SIZE, 3, {}, row_group_bytes=2000) as writer:
+        writer.add(make_rows(40, 3))  # some row groups already written to the temporary file
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
     wrong = make_rows(2, 1)
-    with pytest.raises(ValueError, match="img000.*shape"):
-        with PatchStoreWriter(path, SIZE, 3, {}) as writer:
-            writer.add(wrong)
+    with pytest.raises(ValueError, match="img000.*shape"), PatchStoreWriter(path, SIZE, 3, {}) as writer:
+        writer.add(wrong)
     assert list(tmp_path.iterdir()) == []
 
 

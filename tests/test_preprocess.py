@@ -171,8 +171,12 @@ def eyeq_dataset(root: Path, fundus: FundusRendering) -> dict:
         (root / split).mkdir(parents=True)
         write(root / split / name, image)
         write_labels(root / f"Label_EyeQ_{split}.csv", [name], [0], [2])
-    return {"format": "eyeq", "root": str(root), "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
-            "images": {"train": "train", "test": "test"}}
+    return {
+        "format": "eyeq",
+        "root": str(root),
+        "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
+        "images": {"train": "train", "test": "test"},
+    }
 
 
 def test_a_dataset_is_preprocessed_split_by_split_keeping_the_file_names(fundus, tmp_path):

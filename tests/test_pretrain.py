@@ -13,12 +13,11 @@ import torchvision
 import yaml
 
 from comcl import weights
-
 from comcl.errors import DataError
 from comcl.io import write_table
+from comcl.pretrain import train as train_module
 from comcl.pretrain.data import PatchSource, StepBatches, group_members, image_codes
 from comcl.pretrain.model import ContrastiveModel
-from comcl.pretrain import train as train_module
 from comcl.pretrain.train import CHECKPOINT, pretrain, train_step
 from tests.conftest import REPO
 
@@ -55,7 +54,10 @@ def data(pretrain_data: tuple[Path, Path]) -> tuple[Path, Path]:
 
 
 def outputs(folder: Path) -> dict[str, Path]:
-    return {name: folder / file for name, file in [("encoder", "encoder.pt"), ("training_log", "log.csv"), ("curves", "c.png"), ("summary", "s.json")]}
+    return {
+        name: folder / file
+        for name, file in [("encoder", "encoder.pt"), ("training_log", "log.csv"), ("curves", "c.png"), ("summary", "s.json")]
+    }
 
 
 def run(variant: str, data: tuple[Path, Path], folder: Path, **changes) -> dict:
@@ -150,7 +152,9 @@ def test_a_killed_run_resumes_to_the_same_weights(data, tmp_path):
     assert not (stopped / "work" / CHECKPOINT).exists()  # a finished run's checkpoint is deleted
     whole, resumed = (torch.load(folder / "encoder.pt", weights_only=True) for folder in (tmp_path / "whole", stopped))
     assert total > 3 and all(torch.equal(whole[key], resumed[key]) for key in whole)
-    assert pd.read_csv(stopped / "log.csv")["loss"].tolist() == pytest.approx(pd.read_csv(tmp_path / "whole" / "log.csv")["loss"].tolist())
+    assert pd.read_csv(stopped / "log.csv")["loss"].tolist() == pytest.approx(
+        pd.read_csv(tmp_path / "whole" / "log.csv")["loss"].tolist()
+    )
 
 
 def test_too_few_patches_for_a_batch_or_a_queue_is_named(data, tmp_path):
@@ -170,7 +174,9 @@ def test_pairs_with_a_level_that_has_no_images_are_left_out_and_listed(data, tmp
     store, index = data
     frame = pd.read_parquet(index)
     write_table(tmp_path / "lq100.parquet", frame[frame["level"].isin(["L~", "H~"])], {"proportion": "lq100"})
-    summary = pretrain(VARIANTS["comcl"], PARAMS, store, tmp_path / "lq100.parquet", tmp_path / "work", **outputs(tmp_path), threads=2)
+    summary = pretrain(
+        VARIANTS["comcl"], PARAMS, store, tmp_path / "lq100.parquet", tmp_path / "work", **outputs(tmp_path), threads=2
+    )
     assert summary["pairs"] == [["L~", "H~"]] and summary["pairs_without_images"] == [["L", "L~"], ["L", "H"]]
     with pytest.raises(DataError, match="none of the pairs"):
         pretrain(VARIANTS["comcl_v1"], PARAMS, store, tmp_path / "lq100.parquet", tmp_path / "w2", **outputs(tmp_path), threads=2)
@@ -262,7 +268,9 @@ def test_an_anchor_never_meets_its_own_image_among_its_negatives():
     same_image = torch.full((4,), 7)
     off = dict(SPL, enabled=False)
     masked, _ = _one_step(["lesion"], [("lesion", "lesion")], off, images={"lesion": same_image}, fill_images=same_image)
-    unmasked, _ = _one_step(["lesion"], [("lesion", "lesion")], off, images={"lesion": torch.full((4,), 8)}, fill_images=same_image)
+    unmasked, _ = _one_step(
+        ["lesion"], [("lesion", "lesion")], off, images={"lesion": torch.full((4,), 8)}, fill_images=same_image
+    )
     assert masked["loss lesion/lesion"] == pytest.approx(0.0, abs=1e-6)
     assert unmasked["loss lesion/lesion"] > 0.1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from comcl.schedule import learning_rate
@@ -9,7 +11,7 @@ from comcl.schedule import learning_rate
 
 def test_the_cosine_starts_at_the_rate_halves_it_halfway_and_falls_throughout():
     rates = [learning_rate(0.1, True, step, 10) for step in range(10)]
-    assert rates[0] == 0.1 and rates[5] == pytest.approx(0.05) and all(a > b > 0 for a, b in zip(rates, rates[1:]))
+    assert rates[0] == 0.1 and rates[5] == pytest.approx(0.05) and all(a > b > 0 for a, b in itertools.pairwise(rates))
 
 
 def test_without_the_cosine_the_rate_is_constant():

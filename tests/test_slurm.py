@@ -14,7 +14,11 @@ from tests.conftest import REPO
 from tests.tiny_workflow import SNAKEMAKE, TINY, over_the_demo
 
 PROFILE = REPO / "profiles" / "slurm"
-LOCAL_RULES = set(re.search(r"^localrules: (.+)$", (REPO / "Snakefile").read_text(), flags=re.MULTILINE)[1].split(", "))
+LOCAL_RULES = set(
+    re.search(r"^localrules:\s+([\w,\s]+?)\n\n", (REPO / "Snakefile").read_text(), flags=re.MULTILINE)[1]
+    .replace(",", " ")
+    .split()
+)
 # What holds wall-clock times (logs, benchmarks, the detector's per-iteration log) or names of its own (MMEngine's work folder).
 TIMED = re.compile(r"/(logs|benchmarks|work)/|detector/training_log\.csv$|figures/benchmarks\.png$")
 # sbatch's allocation and status checks add to every one of the tiny run's 55 jobs: 900 s did not cover them on 2 cores.
@@ -40,8 +44,13 @@ def local_profile(folder: Path, cluster: dict[str, str], **defaults: str) -> Pat
     small = {"gpu": 0, "mem_mb": 1000}
     overrides = {
         "cores": 2,  # the threads of the local run: equal outputs need equal threads
-        "default-resources": {**profile["default-resources"], "mem_mb": 1000,
-                              "slurm_partition": cluster["partition"], "slurm_account": cluster["account"], **defaults},
+        "default-resources": {
+            **profile["default-resources"],
+            "mem_mb": 1000,
+            "slurm_partition": cluster["partition"],
+            "slurm_account": cluster["account"],
+            **defaults,
+        },
         "set-resources": {rule: {**resources, **small} for rule, resources in profile["set-resources"].items()},
         "slurm-init-seconds-before-status-checks": 1,
         "slurm-keep-successful-logs": True,
@@ -54,8 +63,21 @@ def local_profile(folder: Path, cluster: dict[str, str], **defaults: str) -> Pat
 def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """The tiny workflow, stopped by SIGINT at the limit: SIGINT, unlike SIGTERM, makes it cancel its SLURM jobs."""
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    command = ["timeout", "-s", "INT", "-k", "60", str(LIMIT_S), *SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), *over_the_demo(workdir / "tiny.yaml"), *args]
+    command = [
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "60",
+        str(LIMIT_S),
+        *SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *over_the_demo(workdir / "tiny.yaml"),
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, cwd=workdir)
 
 
@@ -80,14 +102,20 @@ def test_the_tiny_workflow_goes_through_sbatch_and_gives_what_a_local_run_gives(
     assert {log.relative_to(folder).parts[0].removeprefix("rule_") for log in logs} == ran - LOCAL_RULES
     job_ids = [log.stem for log in logs]
     assert all(re.fullmatch(r"\d+", job_id) for job_id in job_ids), job_ids
-    states = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", ",".join(job_ids)],
-                            capture_output=True, text=True, check=True)
+    states = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "State", "-j", ",".join(job_ids)], capture_output=True, text=True, check=True
+    )
     assert states.stdout.split() == ["COMPLETED"] * len(job_ids)
-    written = {str(path.relative_to(tmp_path / "slurm")) for path in (tmp_path / "slurm" / TINY["results"]).rglob("*")
-               if path.is_file()}
+    written = {
+        str(path.relative_to(tmp_path / "slurm")) for path in (tmp_path / "slurm" / TINY["results"]).rglob("*") if path.is_file()
+    }
     compared = sorted(path for path in written if not TIMED.search(path))
     assert compared == sorted(path for path in tiny_run.digests if not TIMED.search(path))
-    trained = {"out/eyeq/detector/model.pth", "out/eyeq/original/pretrain/comcl/encoder.pt", "out/eyeq/original/finetune/comcl/seed0/model.pt"}
+    trained = {
+        "out/eyeq/detector/model.pth",
+        "out/eyeq/original/pretrain/comcl/encoder.pt",
+        "out/eyeq/original/finetune/comcl/seed0/model.pt",
+    }
     assert trained | {"out/tables/table1.csv", "out/chestxray14/lq70/patches.parquet"} <= set(compared)
     assert [path for path in compared if sha256sum(tmp_path / "slurm" / path) != tiny_run.digests[path]] == []
 

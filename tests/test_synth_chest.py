@@ -56,7 +56,7 @@ def test_normal_chest_looks_like_a_chest():
     assert 0.5 < body.mean() < 0.95
     assert not body[0, 0] and not body[0, -1], "the air above the shoulders is not body"
     assert body[64, 64]
-    assert np.median(image[~body]) < 40 < 80 < np.median(image[body]), "air dark, patient bright"
+    assert np.median(image[~body]) < 40 and np.median(image[body]) > 80, "air dark, patient bright"
     lungs = [image[48:64, 32:40].mean(), image[48:64, 88:96].mean()]
     mediastinum = image[32:48, 60:68].mean()
     abdomen = image[112:120, 40:88].mean()
@@ -104,14 +104,14 @@ def test_adding_a_finding_leaves_the_others_alone():
 @pytest.mark.parametrize("name, low, high", [("Mass", 0.07, 0.18), ("Nodule", 0.015, 0.06)])
 def test_round_lesions_have_their_sizes(name, low, high):
     for seed in range(4):
-        x, y, w, h = _render([name], seed, size=256).findings[0].box
+        _x, _y, w, h = _render([name], seed, size=256).findings[0].box
         assert low * 256 <= max(w, h) <= high * 256
 
 
 def test_cardiomegaly_raises_the_cardiothoracic_ratio():
     for seed in range(5):
         normal, enlarged = _render([], seed, size=128), _render(["Cardiomegaly"], seed, size=128)
-        x, y, w, h = enlarged.findings[0].box
+        _x, y, w, h = enlarged.findings[0].box
         rows = range(int(y + 0.25 * h), int(y + 0.6 * h) + 1)  # above both domes, through both hearts
         ratios = []
         for rendering in (normal, enlarged):
@@ -130,7 +130,11 @@ def test_unknown_or_repeated_findings_are_refused():
 
 
 def test_same_seed_same_bytes_other_seed_other_image():
-    first, again, other = _render(["Effusion", "Nodule"], 7), _render(["Effusion", "Nodule"], 7), _render(["Effusion", "Nodule"], 8)
+    first, again, other = (
+        _render(["Effusion", "Nodule"], 7),
+        _render(["Effusion", "Nodule"], 7),
+        _render(["Effusion", "Nodule"], 8),
+    )
     assert first.image.tobytes() == again.image.tobytes()
     assert np.array_equal(first.body_mask, again.body_mask) and first.findings == again.findings
     assert np.abs(first.image.astype(int) - other.image.astype(int)).mean() > 2

@@ -64,7 +64,7 @@ def test_eyeq_grades_follow_the_rendered_lesions(synthetic_eyeq):
 
 
 def test_idrid_tree_has_the_published_layout(synthetic_idrid):
-    root, truth = synthetic_idrid
+    root, _truth = synthetic_idrid
     seg = root / "A. Segmentation"
     assert sorted(p.name for p in seg.iterdir()) == ["1. Original Images", "2. All Segmentation Groundtruths"]
     train = sorted(p.name for p in (seg / "1. Original Images" / "a. Training Set").iterdir())
@@ -109,7 +109,7 @@ def test_idrid_red_lesions_are_dark_in_the_image(synthetic_idrid):
 
 
 def test_chest_files_have_the_published_headers(synthetic_chest, shared_data):
-    root, truth = synthetic_chest
+    root, _truth = synthetic_chest
     real = shared_data / "chestxray14"
     assert first_line(root / nih.DATA_ENTRY_FILE) == first_line(real / "Data_Entry_2017_v2020_subset.csv")
     assert first_line(root / nih.BBOX_FILE) == first_line(real / "BBox_List_2017_subset.csv")
@@ -123,7 +123,7 @@ def test_chest_files_have_the_published_headers(synthetic_chest, shared_data):
 
 
 def test_chest_split_is_patient_wise_and_complete(synthetic_chest):
-    root, truth = synthetic_chest
+    root, _truth = synthetic_chest
     entries = nih.read_data_entry(root / nih.DATA_ENTRY_FILE).set_index("Image Index")
     lists = {split: nih.read_split_list(root / name) for split, name in nih.SPLIT_FILES.items()}
     assert sorted(lists["train"] + lists["test"]) == sorted(entries.index)

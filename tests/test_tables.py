@@ -24,7 +24,14 @@ CONTEXT: dict[str, Any] = {
     "versions": ["original", "lq70"],
     "seeds": [0, 1],
     "finetune": {
-        "epochs": 5, "input_size": 224, "batch_size": 8, "loss": "mse", "optimizer": "sgd", "lr": 0.001, "cosine": True, "balanced": True,
+        "epochs": 5,
+        "input_size": 224,
+        "batch_size": 8,
+        "loss": "mse",
+        "optimizer": "sgd",
+        "lr": 0.001,
+        "cosine": True,
+        "balanced": True,
     },
     "pretrain": {"arch": "resnet50", "epochs": 10, "batch_size": 32, "input_size": 128},
 }
@@ -301,7 +308,10 @@ def test_cells_of_pretrainings_that_left_pairs_out_say_which_pairs_trained(tmp_p
     lines = (tmp_path / "tables" / "table1.md").read_text().splitlines()
     row = next(line for line in lines if line.startswith("|  | CoMCL |"))
     assert row.count(DDAGGER) == 2  # the lq100 Kappa and ACC cells, not the original's
-    assert f"- {DDAGGER} trained on the level pairs that have images at this proportion only: CoMCL on EyeQ 100 % low quality: (L~, H~)" in lines
+    assert (
+        f"- {DDAGGER} trained on the level pairs that have images at this proportion only: CoMCL on EyeQ 100 % low quality: (L~, H~)"
+        in lines
+    )
     assert r"$^\ddagger$" in (tmp_path / "tables" / "table1.tex").read_text()
 
 

@@ -83,8 +83,12 @@ def test_unreachable_weights_mean_training_from_scratch(server, caplog):
 def test_the_detector_backbone_starts_from_fetched_weights(server, weights, tmp_path):
     url, name = server
     path = fetch_weights(f"{url}/{name}")
-    params = dict(scale=[64, 64], iterations=1, batch_size=1, lr=0.01, warmup_iterations=0, checkpoint_interval=1, workers=0, seed=0)
-    config = build_config(REPO / "config/detector/faster_rcnn_r18_fpn_small.py", ["a"], {"train": "t", "test": "t"}, params, tmp_path, path)
+    params = dict(
+        scale=[64, 64], iterations=1, batch_size=1, lr=0.01, warmup_iterations=0, checkpoint_interval=1, workers=0, seed=0
+    )
+    config = build_config(
+        REPO / "config/detector/faster_rcnn_r18_fpn_small.py", ["a"], {"train": "t", "test": "t"}, params, tmp_path, path
+    )
     register_all_modules()
     model = MODELS.build(config.model)
     model.init_weights()

@@ -63,8 +63,17 @@ def over_the_demo(*files: Path) -> list[str]:
 
 
 def snakemake(workdir: Path, *args: str) -> str:
-    command = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(workdir), "--cores", "2",
-               *over_the_demo(workdir / "tiny.yaml"), *args]
+    command = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *over_the_demo(workdir / "tiny.yaml"),
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr

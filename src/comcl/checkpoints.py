@@ -1,14 +1,16 @@
 """Training checkpoints of the workflow's own runs: written atomically, resumed only by the same configuration.
 
 A checkpoint holds plain tensors and data, so it loads with ``weights_only=True``, and a ``stamp``
-(a hash of everything the run depends on): a run resumes only from a checkpoint with its own stamp.
+(:func:`run_stamp`, a hash of everything the run depends on): a run resumes only from a checkpoint with its own stamp.
 The trained models that leave a run go through :func:`save_torch` too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,19 @@ from comcl.errors import DataError
 from comcl.io import atomic_path, remove_partial_writes
 
 log = logging.getLogger(__name__)
+
+
+def run_stamp(settings: Mapping[str, Any], sized: Iterable[str | Path] = (), read: Iterable[str | Path] = ()) -> str:
+    """What a run's checkpoints belong to: its settings, the ``sized`` files by path and size (large data, whose
+    rewrite changes its size), the ``read`` files by content (weights and annotations, which an edit may leave the
+    same size)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in sized:
+        digest.update(f"\n{path} {Path(path).stat().st_size}".encode())
+    for path in read:
+        with open(path, "rb") as file:
+            digest.update(hashlib.file_digest(file, "sha256").digest())
+    return digest.hexdigest()
 
 
 def save_torch(path: str | Path, content: object) -> None:

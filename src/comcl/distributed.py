@@ -17,6 +17,9 @@ that on GPUs but refuses CPU tensors, so gloo processes use :class:`ReducedBatch
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import logging
 import os
 import pickle
@@ -255,11 +258,21 @@ def _save(path: Path, value: Any) -> None:
 
 
 def _run_process(
-    process: int, world: int, kind: str, port: int, records: Any, level: int, folder: str, function: Callable[..., Any], args: Sequence[Any]
+    process: int,
+    world: int,
+    kind: str,
+    port: int,
+    records: Any,
+    level: int,
+    folder: str,
+    function: Callable[..., Any],
+    args: Sequence[Any],
 ) -> None:
     """One spawned process: joins the group as rank ``process`` (on GPU ``process`` with NCCL), runs ``function``,
     and leaves what the launching process reads in ``folder``: the main process's result, or its own exception."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(process), LOCAL_RANK=str(process), WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(process), LOCAL_RANK=str(process), WORLD_SIZE=str(world)
+    )
     root = logging.getLogger()
     root.addHandler(QueueHandler(records))
     # The launching process's handlers write what the main process logs; the others would repeat it.
@@ -279,7 +292,39 @@ def _run_process(
     dist.destroy_process_group()
 
 
-def launch_training(function: Callable[..., T], args: Sequence[Any], params: Mapping[str, Any], section: str, world_size: int | None) -> T:
+def training_stage(section: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """A training stage's entry, written as one process runs it (its ``params`` the config ``section``), called as
+    :func:`launch_training` runs it: one process per GPU the job sees, or ``world_size`` processes (a keyword the
+    decorated function gains), each taking an equal share of every batch of ``params["batch_size"]``."""
+
+    def decorate(function: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def launched(*args: Any, world_size: int | None = None, **kwargs: Any) -> T:
+            bound = signature.bind(*args, **kwargs)
+            in_process = _Undecorated(function.__module__, function.__qualname__)
+            return launch_training(in_process, bound.args, bound.arguments["params"], section, world_size)
+
+        return launched
+
+    return decorate
+
+
+class _Undecorated:
+    """A decorated stage's own function, by name: a spawned process finds it by importing its module, where the
+    name is bound to the launching wrapper (which pickle would refuse as another object)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __call__(self, *args: Any) -> Any:
+        return getattr(importlib.import_module(self.module), self.name).__wrapped__(*args)
+
+
+def launch_training(
+    function: Callable[..., T], args: Sequence[Any], params: Mapping[str, Any], section: str, world_size: int | None
+) -> T:
     """:func:`launch` for a training stage's ``params`` (its config ``section``): one process per GPU the job sees,
     or ``world_size`` processes, each taking an equal share of every batch of ``params["batch_size"]``."""
     processes = world_size or processes_for(params["device"])

@@ -30,7 +30,9 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int, d
         return list(tqdm(pool.map(function, items, chunksize=chunksize), **bar))
 
 
-def parallel_stream(function: Callable[[T], R], items: Iterable[T], total: int, workers: int, desc: str, window: int = 64) -> Iterator[R]:
+def parallel_stream(
+    function: Callable[[T], R], items: Iterable[T], total: int, workers: int, desc: str, window: int = 64
+) -> Iterator[R]:
     """Like :func:`parallel_map`, but yields results one by one, taking items from the iterable only as
     workers need them (at most ``window`` in flight), so that memory stays bounded however many
     items there are; ``total`` is for the progress bar."""
@@ -67,4 +69,3 @@ def derived_seed(*parts: int) -> int:
 def item_seeds(seed: int, stream: str, count: int) -> list[np.random.SeedSequence]:
     """One independent seed per item, so results do not depend on how items are spread over workers."""
     return np.random.SeedSequence([seed, *stream.encode()]).spawn(count)
-

@@ -3,22 +3,22 @@ rule lesion_annotations:
     on an image of the dataset's val or test split (its original index says which)."""
     input:
         fetched_lesions,
-        index=f"{RESULTS}/{{dataset}}/original/index.parquet",
+        index=index_table("original"),
     output:
         train=f"{RESULTS}/{{dataset}}/detector/annotations/train.json",
         test=f"{RESULTS}/{{dataset}}/detector/annotations/test.json",
         summary=f"{RESULTS}/{{dataset}}/detector/annotations/summary.json",
-    params:
-        source=lambda wildcards: {k: v for k, v in LESION_SOURCES[wildcards.dataset].items() if k not in FETCH_KEYS},
-        min_area=config["detector"]["min_area"],
-        test_share=config["detector"]["test_share"],
-        seed=config["detector"]["seed"],
     log:
         f"{RESULTS}/logs/lesion_annotations/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/lesion_annotations/{{dataset}}.tsv"
     conda:
         "../../envs/comcl.yaml"
+    params:
+        source=lambda wildcards: {k: v for k, v in LESION_SOURCES[wildcards.dataset].items() if k not in FETCH_KEYS},
+        min_area=config["detector"]["min_area"],
+        test_share=config["detector"]["test_share"],
+        seed=config["detector"]["seed"],
     script:
         "../scripts/lesion_annotations.py"
 
@@ -38,6 +38,15 @@ rule train_detector:
             caption="../report/detector.rst",
             category="Detector",
         ),
+    log:
+        f"{RESULTS}/logs/train_detector/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_detector/{{dataset}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
     params:
         training={
             key: config["detector"][key]
@@ -56,15 +65,6 @@ rule train_detector:
         },
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/detector/work",
         model_digest=DETECTOR_MODEL_DIGEST,
-    log:
-        f"{RESULTS}/logs/train_detector/{{dataset}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train_detector/{{dataset}}.tsv"
-    threads: workflow.cores
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/comcl.yaml"
     script:
         "../scripts/train_detector.py"
 
@@ -72,23 +72,23 @@ rule train_detector:
 rule detect:
     """The detector's boxes on every lesion image (levels L and L~) of a dataset version."""
     input:
-        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        index=index_table("{version}"),
         checkpoint=rules.train_detector.output.checkpoint,
         annotations=rules.lesion_annotations.output.train,
         model=DETECTOR_MODEL,
     output:
         f"{RESULTS}/{{dataset}}/{{version}}/detections.parquet",
-    params:
-        detect=section("detect"),
-        model_digest=DETECTOR_MODEL_DIGEST,
     log:
         f"{RESULTS}/logs/detect/{{dataset}}_{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/detect/{{dataset}}_{{version}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
     threads: workflow.cores
     resources:
         gpu=1,
-    conda:
-        "../../envs/comcl.yaml"
+    params:
+        detect=section("detect"),
+        model_digest=DETECTOR_MODEL_DIGEST,
     script:
         "../scripts/detect.py"

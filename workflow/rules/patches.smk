@@ -2,21 +2,21 @@ rule patches:
     """The patch store of a dataset version: lesion windows (Omega) and healthy windows (RandC), cut from the
     images resized as fine-tuning resizes them (finetune.input_size), the scale that fine-tuning sees."""
     input:
-        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        index=index_table("{version}"),
         detections=rules.detect.output[0],
     output:
         store=f"{RESULTS}/{{dataset}}/{{version}}/patches.parquet",
         summary=f"{RESULTS}/{{dataset}}/{{version}}/patches.json",
-    params:
-        patches=section("patches"),
-        image_size=config["finetune"]["input_size"],
     log:
         f"{RESULTS}/logs/patches/{{dataset}}_{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/patches/{{dataset}}_{{version}}.tsv"
-    threads: workflow.cores
     conda:
         "../../envs/comcl.yaml"
+    threads: workflow.cores
+    params:
+        patches=section("patches"),
+        image_size=config["finetune"]["input_size"],
     script:
         "../scripts/patches.py"
 
@@ -24,7 +24,7 @@ rule patches:
 rule patch_figures:
     """Detections and patch windows on sample images, and a mosaic of patches, per level."""
     input:
-        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        index=index_table("{version}"),
         detections=rules.detect.output[0],
         store=rules.patches.output.store,
     output:
@@ -40,14 +40,14 @@ rule patch_figures:
             category="Patches",
             subcategory="{dataset}",
         ),
-    params:
-        conf=config["patches"]["conf"],
-        seed=config["patches"]["seed"],
     log:
         f"{RESULTS}/logs/patch_figures/{{dataset}}_{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/patch_figures/{{dataset}}_{{version}}.tsv"
     conda:
         "../../envs/comcl.yaml"
+    params:
+        conf=config["patches"]["conf"],
+        seed=config["patches"]["seed"],
     script:
         "../scripts/patch_figures.py"

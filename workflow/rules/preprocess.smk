@@ -6,17 +6,17 @@ rule preprocess:
     output:
         images=directory(f"{RESULTS}/{{dataset}}/preprocessed/images"),
         summary=f"{RESULTS}/{{dataset}}/preprocessed/summary.json",
-    params:
-        dataset=lambda wildcards: dataset_section(wildcards.dataset),
-        size=config["preprocess"]["size"],
-        # Not an output: Snakemake deletes outputs before a rerun, and this is what a stopped run resumes from.
-        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/preprocessed/work",
     log:
         f"{RESULTS}/logs/preprocess/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/preprocess/{{dataset}}.tsv"
-    threads: workflow.cores
     conda:
         "../../envs/comcl.yaml"
+    threads: workflow.cores
+    params:
+        dataset=lambda wildcards: section("datasets", wildcards.dataset, drop=FETCH_KEYS),
+        size=config["preprocess"]["size"],
+        # Not an output: Snakemake deletes outputs before a rerun, and this is what a stopped run resumes from.
+        work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/preprocessed/work",
     script:
         "../scripts/preprocess.py"

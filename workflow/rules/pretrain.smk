@@ -5,7 +5,7 @@ rule pretrain:
         store=lambda wildcards: (
             rules.patches.output.store.format(**wildcards) if VARIANTS[wildcards.variant]["source"] == "patches" else []
         ),
-        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        index=index_table("{version}"),
     output:
         encoder=f"{RESULTS}/{{dataset}}/{{version}}/pretrain/{{variant}}/encoder.pt",
         training_log=f"{RESULTS}/{{dataset}}/{{version}}/pretrain/{{variant}}/training_log.csv",
@@ -16,19 +16,19 @@ rule pretrain:
             category="Pretraining",
             subcategory="{dataset}",
         ),
+    log:
+        f"{RESULTS}/logs/pretrain/{{dataset}}_{{version}}_{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretrain/{{dataset}}_{{version}}_{{variant}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
     params:
         variant=lambda wildcards: VARIANTS[wildcards.variant],
         # Whole images are seen at the scale fine-tuning sees them, as the patches are cut.
         pretrain={**section("pretrain", drop=("runs",)), "lesion_scale": config["finetune"]["input_size"]},
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/{wildcards.version}/pretrain/{wildcards.variant}/work",
-    log:
-        f"{RESULTS}/logs/pretrain/{{dataset}}_{{version}}_{{variant}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/pretrain/{{dataset}}_{{version}}_{{variant}}.tsv"
-    threads: workflow.cores
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/comcl.yaml"
     script:
         "../scripts/pretrain.py"

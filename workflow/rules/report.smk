@@ -3,14 +3,14 @@ rule resolved_config:
     rewritten whenever it changes."""
     output:
         report(f"{RESULTS}/config.yaml", caption="../report/config.rst", category="Configuration"),
-    params:
-        config=section(),
     log:
         f"{RESULTS}/logs/resolved_config.log",
     benchmark:
         f"{RESULTS}/benchmarks/resolved_config/resolved_config.tsv"
     conda:
         "../../envs/comcl.yaml"
+    params:
+        config=section(),
     script:
         "../scripts/resolved_config.py"
 
@@ -18,27 +18,24 @@ rule resolved_config:
 rule tables:
     """Tables 1-3 (CSV, Markdown, LaTeX, HTML) beside the paper's numbers, and per-class tables."""
     input:
-        metrics=[run["metrics"] for dataset in DATASETS for run in finetune_runs(dataset)],
-        pretrainings=sorted({run["pretraining"] for dataset in DATASETS for run in finetune_runs(dataset) if run["pretraining"]}),
+        metrics=[run["metrics"] for dataset in DATASETS for run in finetune_jobs(dataset)],
+        pretrainings=sorted({run["pretraining"] for dataset in DATASETS for run in finetune_jobs(dataset) if run["pretraining"]}),
         indexes=expand(f"{RESULTS}/{{dataset}}/original/summary.json", dataset=DATASETS),
     output:
         tables=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
-        html=[
-            report(f"{RESULTS}/tables/{table}.html", caption=f"../report/{table}.rst", category="Tables")
-            for table in TABLES
-        ],
+        html=[report(f"{RESULTS}/tables/{table}.html", caption=f"../report/{table}.rst", category="Tables") for table in TABLES],
         per_class=expand(f"{RESULTS}/tables/per_class_{{dataset}}.csv", dataset=DATASETS),
-    params:
-        runs=[run for dataset in DATASETS for run in finetune_runs(dataset)],
-        variants=VARIANTS,
-        # What the notes say of the configuration; they name the resolved configuration file for the rest.
-        context=table_context(config, VERSIONS, rules.resolved_config.output[0]),
     log:
         f"{RESULTS}/logs/tables.log",
     benchmark:
         f"{RESULTS}/benchmarks/tables/tables.tsv"
     conda:
         "../../envs/comcl.yaml"
+    params:
+        runs=[run for dataset in DATASETS for run in finetune_jobs(dataset)],
+        variants=VARIANTS,
+        # What the notes say of the configuration; they name the resolved configuration file for the rest.
+        context=table_context(config, VERSIONS, rules.resolved_config.output[0]),
     script:
         "../scripts/tables.py"
 
@@ -46,7 +43,7 @@ rule tables:
 rule finetune_figures:
     """Training curves and test confusion matrices (or AUROC per finding) of every method on one dataset version."""
     input:
-        metrics=lambda wildcards: [run["metrics"] for run in finetune_runs(wildcards.dataset, wildcards.version)],
+        metrics=lambda wildcards: [run["metrics"] for run in finetune_jobs(wildcards.dataset, wildcards.version)],
     output:
         curves=report(
             f"{RESULTS}/figures/finetune_{{dataset}}_{{version}}.png",
@@ -60,17 +57,19 @@ rule finetune_figures:
             category="Fine-tuning",
             subcategory="{dataset}",
         ),
-    params:
-        runs=lambda wildcards: {
-            method_label(method): [run["metrics"] for run in finetune_runs(wildcards.dataset, wildcards.version) if run["method"] == method]
-            for method in dict.fromkeys(run["method"] for run in finetune_runs(wildcards.dataset, wildcards.version))
-        },
     log:
         f"{RESULTS}/logs/finetune_figures/{{dataset}}_{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/finetune_figures/{{dataset}}_{{version}}.tsv"
     conda:
         "../../envs/comcl.yaml"
+    params:
+        runs=lambda wildcards: {
+            method_label(method): [
+                run["metrics"] for run in finetune_jobs(wildcards.dataset, wildcards.version) if run["method"] == method
+            ]
+            for method in dict.fromkeys(run["method"] for run in finetune_jobs(wildcards.dataset, wildcards.version))
+        },
     script:
         "../scripts/finetune_figures.py"
 
@@ -90,6 +89,15 @@ rule tsne:
             subcategory="{dataset}",
         ),
         summary=f"{RESULTS}/{{dataset}}/{{version}}/tsne.json",
+    log:
+        f"{RESULTS}/logs/tsne/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tsne/{{dataset}}_{{version}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
     params:
         encoders=lambda wildcards: {
             method_label(variant): rules.pretrain.output.encoder.format(variant=variant, **wildcards)
@@ -98,15 +106,6 @@ rule tsne:
         tsne=section("figures", "tsne", drop=("variants",)),
         arch=config["pretrain"]["arch"],
         input_size=config["pretrain"]["input_size"],
-    log:
-        f"{RESULTS}/logs/tsne/{{dataset}}_{{version}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tsne/{{dataset}}_{{version}}.tsv"
-    threads: workflow.cores
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/comcl.yaml"
     script:
         "../scripts/tsne.py"
 
@@ -114,7 +113,7 @@ rule tsne:
 rule gradcam:
     """Grad-CAM of the fine-tuned classifiers on diseased test images (paper Fig. 3)."""
     input:
-        index=f"{RESULTS}/{{dataset}}/{{version}}/index.parquet",
+        index=index_table("{version}"),
         models=lambda wildcards: list(gradcam_models(wildcards).values()),
     output:
         figure=report(
@@ -123,19 +122,19 @@ rule gradcam:
             category="Class activation maps",
             subcategory="{dataset}",
         ),
-    params:
-        models=gradcam_models,
-        gradcam=section("figures", "gradcam", drop=("methods",)),
-        input_size=config["finetune"]["input_size"],
     log:
         f"{RESULTS}/logs/gradcam/{{dataset}}_{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/gradcam/{{dataset}}_{{version}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
     threads: workflow.cores
     resources:
         gpu=1,
-    conda:
-        "../../envs/comcl.yaml"
+    params:
+        models=gradcam_models,
+        gradcam=section("figures", "gradcam", drop=("methods",)),
+        input_size=config["finetune"]["input_size"],
     script:
         "../scripts/gradcam.py"
 
@@ -143,17 +142,17 @@ rule gradcam:
 rule benchmark_summary:
     """Wall time and peak memory per stage, from every job's benchmark file (run last)."""
     input:
-        reported_outputs(),
+        plan.reported_outputs(config),
     output:
         table=f"{RESULTS}/benchmarks/summary.csv",
         figure=report(f"{RESULTS}/figures/benchmarks.png", caption="../report/benchmarks.rst", category="Benchmarks"),
-    params:
-        folder=lambda wildcards, output: Path(output.table).parent,
     log:
         f"{RESULTS}/logs/benchmark_summary.log",
     benchmark:
         f"{RESULTS}/benchmarks/benchmark_summary/benchmark_summary.tsv"
     conda:
         "../../envs/comcl.yaml"
+    params:
+        folder=lambda wildcards, output: Path(output.table).parent,
     script:
         "../scripts/benchmark_summary.py"

@@ -8,15 +8,15 @@ rule synthesize:
             category="Data",
             subcategory="Synthetic datasets",
         ),
-    params:
-        spec=lambda wildcards: section("synthetic", wildcards.name),
-        seed=config["synthetic"]["seed"],
     log:
         f"{RESULTS}/logs/synthesize/{{name}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/synthesize/{{name}}.tsv"
-    threads: workflow.cores
     conda:
         "../../envs/comcl.yaml"
+    threads: workflow.cores
+    params:
+        spec=lambda wildcards: section("synthetic", wildcards.name),
+        seed=config["synthetic"]["seed"],
     script:
         "../scripts/synthesize.py"

@@ -1,10 +1,11 @@
-"""Adapter: the degradation_gallery rule -> comcl.degrade.gallery.draw_gallery."""
+"""Adapter: the degradation_gallery rule -> comcl.degrade.gallery.run_degradation_gallery."""
 
-from comcl.degrade.gallery import draw_gallery
-
-from comcl.io import read_table
+from comcl.degrade.gallery import run_degradation_gallery
 from comcl.logs import job_log
 
 with job_log(snakemake.log[0]):  # noqa: F821
-    index, meta = read_table(snakemake.input.table)  # noqa: F821
-    draw_gallery(index, meta, snakemake.output[0], seed=snakemake.params.seed)  # noqa: F821
+    run_degradation_gallery(
+        index=snakemake.input.table,  # noqa: F821
+        figure=snakemake.output[0],  # noqa: F821
+        seed=snakemake.params.seed,  # noqa: F821
+    )

@@ -44,7 +44,15 @@ _SHOWN = 10
 class KaggleClient(Protocol):
     """What the fetch stage uses of the official client (``kaggle.api.kaggle_api_extended.KaggleApi``)."""
 
-    def competition_download_file(self, competition: str, file_name: str, path: str | None = None, force: bool = False, quiet: bool = False, unzip: bool = False) -> None: ...
+    def competition_download_file(
+        self,
+        competition: str,
+        file_name: str,
+        path: str | None = None,
+        force: bool = False,
+        quiet: bool = False,
+        unzip: bool = False,
+    ) -> None: ...
 
 
 def kaggle_client() -> KaggleClient:
@@ -56,7 +64,9 @@ def kaggle_client() -> KaggleClient:
     return api
 
 
-def fetch_source(name: str, source: Mapping[str, Any], summary: str | Path, kaggle: Callable[[], KaggleClient] = kaggle_client) -> dict[str, Any]:
+def fetch_source(
+    name: str, source: Mapping[str, Any], summary: str | Path, kaggle: Callable[[], KaggleClient] = kaggle_client
+) -> dict[str, Any]:
     """Provide what ``source`` lacks and can be fetched, check it, and write its summary.
 
     Pieces that need a person (an account, a registration) are all listed before any download starts,
@@ -92,7 +102,9 @@ def _unpack(parts: Sequence[Path], destination: Path, keep: bool, manifest: Path
 
 
 def _listing(missing: pd.DataFrame, name_column: str) -> str:
-    shown = "\n".join(f"    line {line}: {image}" for line, image in zip(missing["line"][:_SHOWN], missing[name_column][:_SHOWN], strict=True))
+    shown = "\n".join(
+        f"    line {line}: {image}" for line, image in zip(missing["line"][:_SHOWN], missing[name_column][:_SHOWN], strict=True)
+    )
     return shown + (f"\n    ... and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else "")
 
 
@@ -110,7 +122,12 @@ def _match(labels: pd.DataFrame, name_column: str, folder: Path, label_file: Pat
     unlabelled = sorted(present - set(labels[name_column]))
     if unlabelled:
         log.info("%d images in %s have no label row (e.g. %s): they are not used", len(unlabelled), folder, unlabelled[0])
-    return {"folder": str(folder), "labelled": len(labels), "unlabelled": len(unlabelled), "unlabelled_examples": unlabelled[:_SHOWN]}
+    return {
+        "folder": str(folder),
+        "labelled": len(labels),
+        "unlabelled": len(unlabelled),
+        "unlabelled_examples": unlabelled[:_SHOWN],
+    }
 
 
 def _eyeq(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dict[str, Any]:
@@ -193,7 +210,10 @@ def _chestxray14(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) 
             download(archive["urls"], target, manifest=manifest)
             _unpack([target], images, spec.get("keep_archives", False), manifest)
     provide = f"extract all 12 image archives of {NIH_PAGE} into {images}, or remove the rows of images you do not have"
-    return {"data_entry": {"file": str(entry_file), "rows": len(entry)}, "images": _match(entry, "Image Index", images, entry_file, provide)}
+    return {
+        "data_entry": {"file": str(entry_file), "rows": len(entry)},
+        "images": _match(entry, "Image Index", images, entry_file, provide),
+    }
 
 
 def _table(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dict[str, Any]:

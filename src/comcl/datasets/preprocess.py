@@ -47,9 +47,9 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from comcl.datasets import eyeq, table
 from comcl.datasets.sources import resolve
-from comcl.degrade.fundus import estimate_fov_mask
 from comcl.errors import DataError
-from comcl.index.images import UnusableImage, checked_image
+from comcl.fov import estimate_fov_mask
+from comcl.images import UnusableImage, checked_image
 from comcl.io import JPEG_QUALITY, atomic_directory, atomic_path, remove_partial_writes, write_json
 from comcl.parallel import parallel_map
 
@@ -305,7 +305,6 @@ def preprocess_folder(
     }
 
 
-
 def run_preprocess(
     dataset: Mapping[str, Any], destination: str | Path, work: str | Path, summary: str | Path, size: int, workers: int
 ) -> dict[str, Any]:
@@ -327,7 +326,9 @@ def run_preprocess(
     for label_file, images in _labelled_images(dataset).items():
         groups: dict[tuple[str, str], list[tuple[str, Path]]] = {}  # (folder, suffix) -> (image id, source)
         for name, path in images.items():
-            groups.setdefault((str(PurePosixPath(name).parent), PurePosixPath(name).suffix), []).append((PurePosixPath(name).stem, path))
+            groups.setdefault((str(PurePosixPath(name).parent), PurePosixPath(name).suffix), []).append(
+                (PurePosixPath(name).stem, path)
+            )
         parts = []
         for (folder, suffix), sources in sorted(groups.items()):
             part = preprocess_folder(sources, work / folder, size, workers, suffix=suffix)

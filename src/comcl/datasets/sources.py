@@ -102,7 +102,9 @@ def _eyepacs_steps(path: Path, split: str, kaggle: Mapping[str, Any] | None) -> 
             "extracted here"
         )
     parts = ", ".join(kaggle["files"][split]) if kaggle and split in kaggle.get("files", {}) else f"{split}.zip.001, ..."
-    steps.append(f"{'or ' if kaggle else ''}download {parts} from the competition's Data page, extract them (7z x {split}.zip.001) and put the JPEGs in {path}")
+    steps.append(
+        f"{'or ' if kaggle else ''}download {parts} from the competition's Data page, extract them (7z x {split}.zip.001) and put the JPEGs in {path}"
+    )
     return "; ".join(f"({number}) {step}" for number, step in enumerate(steps, start=1))
 
 
@@ -121,14 +123,32 @@ def _chestxray14(source: Mapping[str, Any]) -> list[Need]:
         found.append(Need(f"ChestX-ray14 {what}", path, step, bool(urls)))
     if source.get("quality_csv") and not resolve(root, source["quality_csv"]).is_file():
         path = resolve(root, source["quality_csv"])
-        found.append(Need("quality labels", path, "the quality CSV that datasets.<name>.quality_csv names: put it there, or set it to null to use the no-reference score", False))
+        found.append(
+            Need(
+                "quality labels",
+                path,
+                "the quality CSV that datasets.<name>.quality_csv names: put it there, or set it to null to use the no-reference score",
+                False,
+            )
+        )
     images = resolve(root, source["images"])
     if not has_files(images):
         archives = download.get("archives") or []
         if archives:
-            found.append(Need("ChestX-ray14 images", images, f"the {len(archives)} configured archives, downloaded and extracted here", True))
+            found.append(
+                Need(
+                    "ChestX-ray14 images", images, f"the {len(archives)} configured archives, downloaded and extracted here", True
+                )
+            )
         else:
-            found.append(Need("ChestX-ray14 images", images, f"download images_001.tar.gz ... images_012.tar.gz from {NIH_PAGE} and extract them into {images}", False))
+            found.append(
+                Need(
+                    "ChestX-ray14 images",
+                    images,
+                    f"download images_001.tar.gz ... images_012.tar.gz from {NIH_PAGE} and extract them into {images}",
+                    False,
+                )
+            )
     return found
 
 

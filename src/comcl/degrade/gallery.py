@@ -30,10 +30,11 @@ from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
 from comcl.degrade.chest import CHEST_DEGRADATIONS, degrade_chest
-from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, REFERENCE_SIZE, degrade_fundus, estimate_fov_mask
+from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, REFERENCE_SIZE, degrade_fundus
 from comcl.degrade.structure import structure_kept
 from comcl.errors import DataError
-from comcl.io import save_figure
+from comcl.fov import estimate_fov_mask
+from comcl.io import read_table, save_figure
 
 # Per format: the PIL mode images are read in and the degradation types, one per column.
 _MODALITIES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
@@ -47,6 +48,12 @@ CAPTION_HEIGHT = 0.85  # inches under each row's images (up to five caption line
 TITLE_HEIGHT = 0.4
 DPI = 110
 # No "Software" entry (it names the matplotlib version): the same figure gives the same bytes.
+
+
+def run_degradation_gallery(index: str | Path, figure: str | Path, seed: int) -> None:
+    """The degradation gallery of a dataset's original version (its index)."""
+    frame, meta = read_table(index)
+    draw_gallery(frame, meta, figure, seed=seed)
 
 
 def draw_gallery(index: pd.DataFrame, meta: Mapping[str, Any], path: str | Path, seed: int, n_images: int = 3) -> None:

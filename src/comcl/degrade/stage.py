@@ -24,8 +24,9 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from comcl.degrade.chest import degrade_chest, random_chest_kinds
-from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus, estimate_fov_mask
+from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus
 from comcl.errors import DataError
+from comcl.fov import estimate_fov_mask
 from comcl.index.build import assign_levels, summarize
 from comcl.io import atomic_directory, read_table, save_image, write_json, write_table
 from comcl.parallel import image_seed, parallel_map
@@ -51,7 +52,9 @@ def select(frame: pd.DataFrame, target: float, splits: Iterable[str], seed: int)
         wanted = round(target * len(part)) - int((part["quality"] == "low").sum())
         if wanted <= 0:
             share = (part["quality"] == "low").mean()
-            log.info("%s split is already %.1f %% low quality (target %.1f %%): nothing to degrade", split, 100 * share, 100 * target)
+            log.info(
+                "%s split is already %.1f %% low quality (target %.1f %%): nothing to degrade", split, 100 * share, 100 * target
+            )
             continue
         high = part[part["quality"] == "high"]
         order = sorted(high.index, key=lambda row: image_seed(seed, high.at[row, "image_id"]).generate_state(1)[0])
@@ -78,7 +81,14 @@ def _degrade_one(job: tuple[str, str, str], modality: str, seed: int) -> dict[st
 
 
 def degrade_index(
-    frame: pd.DataFrame, meta: dict[str, Any], target: float, degrade_test: bool, seed: int, images: Path, source: Path, workers: int
+    frame: pd.DataFrame,
+    meta: dict[str, Any],
+    target: float,
+    degrade_test: bool,
+    seed: int,
+    images: Path,
+    source: Path,
+    workers: int,
 ) -> pd.DataFrame:
     """The index at ``target``, degraded images written under ``images``."""
     if meta["modality"] not in ("fundus", "chest"):
@@ -86,8 +96,17 @@ def degrade_index(
     splits = ["train", "val", "test"] if degrade_test else ["train", "val"]
     rows = select(frame, target, splits, seed)
     frame = frame.copy()
-    jobs = [(frame.at[row, "image_id"], frame.at[row, "path"], str(images / (frame.at[row, "image_id"] + Path(frame.at[row, "path"]).suffix))) for row in rows]
-    results = parallel_map(functools.partial(_degrade_one, modality=meta["modality"], seed=seed), jobs, workers, desc=f"degrading to {target:.0%}")
+    jobs = [
+        (
+            frame.at[row, "image_id"],
+            frame.at[row, "path"],
+            str(images / (frame.at[row, "image_id"] + Path(frame.at[row, "path"]).suffix)),
+        )
+        for row in rows
+    ]
+    results = parallel_map(
+        functools.partial(_degrade_one, modality=meta["modality"], seed=seed), jobs, workers, desc=f"degrading to {target:.0%}"
+    )
     failed = [result for result in results if isinstance(result, str)]
     if failed:
         raise DataError(
@@ -121,4 +140,9 @@ def run_degrade(
         degraded["path"] = degraded["path"].str.replace(str(tmp), str(images), regex=False)
     write_table(table, degraded, meta)
     write_json(summary, summarize(degraded, meta))
-    log.info("degraded %d images of %s to reach %.0f %% low quality", int(degraded["degraded"].sum() - frame["degraded"].sum()), meta.get("dataset"), 100 * target)
+    log.info(
+        "degraded %d images of %s to reach %.0f %% low quality",
+        int(degraded["degraded"].sum() - frame["degraded"].sum()),
+        meta.get("dataset"),
+        100 * target,
+    )

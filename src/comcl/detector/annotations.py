@@ -36,7 +36,7 @@ from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
 from comcl.datasets.sources import COCO_EXPORT, resolve
 from comcl.errors import DataError
-from comcl.index.images import check_images
+from comcl.images import check_images
 from comcl.io import read_table, write_json
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,9 @@ def nih_boxes(dataset: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     root = Path(dataset["root"])
     listed = nih.read_bbox_list(root / dataset["bbox_list"])
     if listed.empty:
-        raise DataError("the box list has no boxes", path=root / dataset["bbox_list"], hint="the detector needs lesion boxes to train")
+        raise DataError(
+            "the box list has no boxes", path=root / dataset["bbox_list"], hint="the detector needs lesion boxes to train"
+        )
     entry = nih.read_data_entry(root / dataset["data_entry"]).set_index("Image Index")
     unknown = listed[~listed["image"].isin(entry.index)]
     if not unknown.empty:

@@ -24,14 +24,16 @@ from comcl.detector.annotations import coco_classes
 from comcl.detector.train import CHECKPOINT_FORMAT, model_definition
 from comcl.devices import detector_device
 from comcl.errors import DataError
-from comcl.index.build import LESION_LEVELS
 from comcl.io import read_table, write_table
+from comcl.levels import LESION_LEVELS
 
 log = logging.getLogger(__name__)
 DETECTION_COLUMNS = ["image_id", "split", "level", "x1", "y1", "x2", "y2", "score", "label"]
 
 
-def load_detector(checkpoint: str | Path, model_file: str | Path, classes: list[str], device: torch.device) -> tuple[torch.nn.Module, dict]:
+def load_detector(
+    checkpoint: str | Path, model_file: str | Path, classes: list[str], device: torch.device
+) -> tuple[torch.nn.Module, dict]:
     """The exported detector, checked against the model file and classes it is meant to be."""
     checkpoint = Path(checkpoint)
     try:
@@ -114,7 +116,9 @@ def detect(model: torch.nn.Module, meta: Mapping[str, Any], images: pd.DataFrame
             found = sample.pred_instances
             boxes = found.bboxes.cpu().numpy()
             for box, score, label in zip(boxes, found.scores.cpu().numpy(), found.labels.cpu().numpy(), strict=True):
-                rows.append((record["image_id"], record["split"], record["level"], *map(float, box), float(score), meta["classes"][label]))
+                rows.append(
+                    (record["image_id"], record["split"], record["level"], *map(float, box), float(score), meta["classes"][label])
+                )
     frame = pd.DataFrame(rows, columns=DETECTION_COLUMNS)
     return frame.astype({"x1": np.float64, "y1": np.float64, "x2": np.float64, "y2": np.float64, "score": np.float64})
 

@@ -32,7 +32,9 @@ def model_files(path: str | Path) -> list[Path]:
 def _bases(file: Path) -> list[str]:
     """The names a model file's top-level ``_base_`` assignment gives, if any."""
     for node in ast.parse(file.read_text(), filename=str(file)).body:
-        if isinstance(node, ast.Assign) and any(isinstance(target, ast.Name) and target.id == "_base_" for target in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "_base_" for target in node.targets
+        ):
             value = ast.literal_eval(node.value)
             return [value] if isinstance(value, str) else list(value)
     return []

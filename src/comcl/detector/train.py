@@ -12,7 +12,6 @@ match), and are deleted once the outputs are written. What leaves the run is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -28,7 +27,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
 
-from comcl.checkpoints import discard_checkpoint, save_torch
+from comcl.checkpoints import discard_checkpoint, run_stamp, save_torch
 from comcl.curves import draw_training_curves
 from comcl.detector.annotations import coco_classes
 from comcl.devices import detector_device
@@ -126,10 +125,14 @@ def build_config(
                 dataset=dataset("test", test_pipeline, test_mode=True),
             ),
             test_cfg=dict(type="TestLoop"),
-            test_evaluator=dict(type="CocoMetric", ann_file=str(annotations["test"]), metric="bbox", classwise=True, format_only=False),
+            test_evaluator=dict(
+                type="CocoMetric", ann_file=str(annotations["test"]), metric="bbox", classwise=True, format_only=False
+            ),
             optim_wrapper=dict(optimizer=dict(lr=params["lr"])),
             param_scheduler=[
-                dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=min(params["warmup_iterations"], iterations)),
+                dict(
+                    type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=min(params["warmup_iterations"], iterations)
+                ),
                 dict(type="MultiStepLR", by_epoch=False, begin=0, end=iterations, milestones=[int(0.75 * iterations)], gamma=0.1),
             ],
             default_hooks=dict(
@@ -140,7 +143,9 @@ def build_config(
                 sampler_seed=dict(type="DistSamplerSeedHook"),
             ),
             log_processor=dict(type="LogProcessor", window_size=max(1, iterations // 20), by_epoch=False),
-            env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0), dist_cfg=dict(backend="nccl")),
+            env_cfg=dict(
+                cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0), dist_cfg=dict(backend="nccl")
+            ),
             vis_backends=[dict(type="LocalVisBackend")],
             visualizer=dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")]),
             log_level="INFO",
@@ -153,12 +158,10 @@ def build_config(
 def _stamp(model_file: Path, annotations: Mapping[str, str | Path], params: Mapping[str, Any], backbone: Path | None) -> str:
     """What the work folder's checkpoints depend on: resuming is only allowed when this is unchanged. Not the
     device: a training stopped on one resumes on another."""
-    digest = hashlib.sha256(model_file.read_bytes())
-    for split in sorted(annotations):
-        digest.update(Path(annotations[split]).read_bytes())
     kept = {key: value for key, value in params.items() if key != "device"}
-    digest.update(json.dumps({"params": kept, "backbone": str(backbone)}, sort_keys=True).encode())
-    return digest.hexdigest()
+    return run_stamp(
+        {"params": kept, "backbone": backbone}, read=[model_file, *(annotations[split] for split in sorted(annotations))]
+    )
 
 
 @contextmanager
@@ -203,7 +206,9 @@ def _own_checkpoint(work_dir: Path) -> Path | None:
     return target
 
 
-def export_checkpoint(path: str | Path, model: torch.nn.Module, classes: list[str], definition: dict, scale: tuple[int, int]) -> None:
+def export_checkpoint(
+    path: str | Path, model: torch.nn.Module, classes: list[str], definition: dict, scale: tuple[int, int]
+) -> None:
     """The detector for inference: tensors and plain metadata only, so it loads with ``weights_only=True``."""
     meta = {"format": CHECKPOINT_FORMAT, "classes": list(classes), "scale": list(scale), "model": json.dumps(definition)}
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
@@ -271,7 +276,9 @@ def train_detector(
     with atomic_path(training_log) as tmp:
         curves.to_csv(tmp, index=False)
     losses = [column for column in curves.columns if column.startswith("loss")]
-    draw_training_curves(curves, "iter", {"loss": losses}, f"lesion detector: {', '.join(classes)} (COCO mAP {summary['mAP']})", figure)
+    draw_training_curves(
+        curves, "iter", {"loss": losses}, f"lesion detector: {', '.join(classes)} (COCO mAP {summary['mAP']})", figure
+    )
     # MMEngine's checkpoints and its pointer to the latest; its logs stay beside the stamp.
     for path in [*work_dir.glob("*.pth"), work_dir / "last_checkpoint"]:
         discard_checkpoint(path)

@@ -14,11 +14,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from comcl.augment import Augment, to_input
 from comcl.errors import DataError
+from comcl.images import CHANNELS, read_image, resize_square
 from comcl.parallel import derived_seed
-from comcl.patches.stage import CHANNELS, read_image, resize_square
-from comcl.pretrain.augment import to_input
-from comcl.pretrain.data import Augment
 
 
 class ImageDataset(torch.utils.data.Dataset):

@@ -1,17 +1,24 @@
 """The evaluation metrics of the fine-tuned classifiers: quadratic weighted kappa and accuracy for DR grading;
 per-label Cohen's kappa, accuracy and AUROC, averaged over the labels, for the multi-label chest task.
 
-Written with numpy alone, so the package does not depend on scikit-learn; the tests check every metric against
-it. A metric that is undefined on the data (kappa when no disagreement is expected by chance, AUROC with one
-class present) is None rather than NaN, so the metrics stay valid JSON and a table can say why a cell is empty.
-Kappa is computed from integer counts, so "undefined" is an exact zero and not a rounding accident.
+scikit-learn computes them; this module keeps two things it does not. A metric that is undefined on the data
+(kappa when no disagreement is expected by chance, AUROC with one class present) is None rather than NaN (or an
+exception), so the metrics stay valid JSON and a table can say why a cell is empty. And the inputs are checked
+first, with one message per mistake: scikit-learn takes float labels such as 1.0 as classes, leaves labels outside
+``labels`` out of the counts, and cannot see a NaN probability once it is an argmax or thresholded.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as sk_metrics
+from sklearn.exceptions import UndefinedMetricWarning
 
 MULTILABEL_METRICS = ("kappa", "accuracy", "auroc")
 
@@ -50,9 +57,24 @@ def _check_binary(truth: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must hold binary labels 0 or 1, got values {np.unique(truth)[:10].tolist()}")
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts ``(num_classes, num_classes)`` int64, rows the truth and columns the prediction. Every class gets a
-    row and a column, so a split that lacks a class still gives a ``num_classes`` square matrix."""
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence scikit-learn's warnings for the cases this module reports as None (an undefined kappa) or expects
+    (a 1 x 1 confusion matrix when a single class is asked for or present): the caller gets None, not a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        yield
+
+
+def _defined(value: float) -> float | None:
+    """scikit-learn's NaN for an undefined metric as None."""
+    return None if math.isnan(value) else float(value)
+
+
+def _graded(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pair, checked to hold only the classes ``0..num_classes - 1``: scikit-learn would drop the others from
+    the counts silently."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     truth, predictions = _pair(y_true, y_pred)
@@ -60,72 +82,55 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
         outside = labels[(labels < 0) | (labels >= num_classes)]
         if outside.size:
             raise ValueError(f"{name} has labels outside 0..{num_classes - 1}: {np.unique(outside)[:10].tolist()}")
-    counts = np.bincount(truth * num_classes + predictions, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64)
+    return truth, predictions
 
 
-def _kappa(confusion: np.ndarray, weights: np.ndarray) -> float | None:
-    """``1 - sum(W * O) / sum(W * E)``, with ``O`` the confusion counts and ``E = outer(truth counts, prediction
-    counts) / N`` the counts expected by chance; None when ``sum(W * E)`` is zero (no disagreement is expected,
-    e.g. both raters always give the same single class). Python integers keep the sums exact."""
-    expected = int((weights * np.outer(confusion.sum(axis=1), confusion.sum(axis=0))).sum())
-    if expected == 0:
-        return None
-    observed = int((weights * confusion).sum())
-    return 1.0 - int(confusion.sum()) * observed / expected
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts ``(num_classes, num_classes)`` int64, rows the truth and columns the prediction. Every class gets a
+    row and a column, so a split that lacks a class still gives a ``num_classes`` square matrix."""
+    truth, predictions = _graded(y_true, y_pred, num_classes)
+    with _quiet():
+        counts = sk_metrics.confusion_matrix(truth, predictions, labels=range(num_classes))
+    return counts.astype(np.int64, copy=False)
 
 
-def _quadratic_weights(num_classes: int) -> np.ndarray:
-    """Disagreement weights ``(i - j)^2`` over the class indices. The usual ``/ (C - 1)^2`` cancels in the ratio of
-    :func:`_kappa`. Indices, not the classes present, so a split missing a grade weighs 0 vs 4 as 16, not less."""
-    classes = np.arange(num_classes, dtype=np.int64)
-    return (classes[:, None] - classes[None, :]) ** 2
+def _quadratic_kappa(truth: np.ndarray, predictions: np.ndarray, num_classes: int) -> float | None:
+    """Quadratic weights over the class indices, not the classes present, so a split missing a grade weighs 0 vs 4
+    as 16, not less. The chance disagreement is a sum of non-negative terms, so "undefined" is an exact zero."""
+    with _quiet():
+        kappa = sk_metrics.cohen_kappa_score(truth, predictions, labels=range(num_classes), weights="quadratic")
+    return _defined(kappa)
 
 
 def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float | None:
     """Cohen's kappa with quadratic weights over the ordered classes ``0..num_classes - 1`` (the DR grading metric);
     None when undefined."""
-    return _kappa(confusion_matrix(y_true, y_pred, num_classes), _quadratic_weights(num_classes))
+    return _quadratic_kappa(*_graded(y_true, y_pred, num_classes), num_classes)
 
 
 def cohen_kappa(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     """Unweighted Cohen's kappa over the classes present in either array (binary or multi-class); None when
     undefined, i.e. both raters give one and the same class throughout."""
     truth, predictions = _pair(y_true, y_pred)
-    classes, codes = np.unique(np.concatenate([truth, predictions]), return_inverse=True)
-    confusion = confusion_matrix(codes[: truth.size], codes[truth.size :], classes.size)
-    return _kappa(confusion, 1 - np.eye(classes.size, dtype=np.int64))
+    with _quiet():
+        return _defined(sk_metrics.cohen_kappa_score(truth, predictions))
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """The fraction of predictions equal to the truth."""
-    truth, predictions = _pair(y_true, y_pred)
-    return float(np.mean(truth == predictions))
+    return float(sk_metrics.accuracy_score(*_pair(y_true, y_pred)))
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve as the Mann-Whitney statistic: the probability that a random positive scores above
-    a random negative, ties counting one half. None when only one class is present.
-
-    Tied scores share the mean of the ranks they span; twice that mean is an integer, so the sums are exact.
-    """
+    """Area under the ROC curve, ties counting one half. None when only one class is present, checked here because
+    scikit-learn raises there."""
     truth, values = _integers(y_true, "y_true", 1), _floats(scores, "scores", 1)
     if truth.shape != values.shape:
         raise ValueError(f"y_true and scores must have the same shape, got {truth.shape} and {values.shape}")
     _check_binary(truth, "y_true")
-    positives = int(truth.sum())
-    negatives = truth.size - positives
-    if positives == 0 or negatives == 0:
+    if truth.min() == truth.max():
         return None
-    _, group, counts = np.unique(values, return_inverse=True, return_counts=True)
-    # The 1-based ranks of a group of tied scores run from end - count + 1 to end; twice their mean is below.
-    twice_mean_rank = 2 * np.cumsum(counts) - counts + 1
-    twice_rank_sum = int(twice_mean_rank[group][truth == 1].sum())
-    return (twice_rank_sum - positives * (positives + 1)) / (2 * positives * negatives)
-
-
-def _ratio(numerator: int, denominator: int) -> float | None:
-    return float(numerator / denominator) if denominator else None
+    return float(sk_metrics.roc_auc_score(truth, values))
 
 
 def grading_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
@@ -138,17 +143,20 @@ def grading_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, 
     if scores.shape[0] != truth.size or scores.shape[1] < 2:
         raise ValueError(f"probabilities must be (N, C) with N = len(y_true) = {truth.size} and C >= 2, got {scores.shape}")
     num_classes = scores.shape[1]
-    confusion = confusion_matrix(truth, scores.argmax(axis=1), num_classes)
-    hits, predicted, support = np.diag(confusion), confusion.sum(axis=0), confusion.sum(axis=1)
+    truth, predictions = _graded(truth, scores.argmax(axis=1), num_classes)
+    # zero_division=NaN marks (and does not warn about) a class never predicted or absent, mapped to None below.
+    precision, recall, _, support = sk_metrics.precision_recall_fscore_support(
+        truth, predictions, labels=range(num_classes), average=None, zero_division=np.nan
+    )
     per_class = {
-        k: {"precision": _ratio(hits[k], predicted[k]), "recall": _ratio(hits[k], support[k]), "support": int(support[k])}
+        k: {"precision": _defined(precision[k]), "recall": _defined(recall[k]), "support": int(support[k])}
         for k in range(num_classes)
     }
     return {
-        "kappa": _kappa(confusion, _quadratic_weights(num_classes)),
-        "accuracy": float(hits.sum() / truth.size),
+        "kappa": _quadratic_kappa(truth, predictions, num_classes),
+        "accuracy": accuracy(truth, predictions),
         "per_class": per_class,
-        "confusion": confusion.tolist(),
+        "confusion": confusion_matrix(truth, predictions, num_classes).tolist(),
     }
 
 

@@ -159,5 +159,7 @@ def load_classifier(path: str | Path) -> tuple[nn.Module, str, Objective]:
         setattr(model, HEADS[saved["arch"]], nn.Linear(head.in_features, objective.outputs))
         model.load_state_dict(saved["state"])
     except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
-        raise DataError(f"not a fine-tuned classifier of this version: {error}", path=path, hint="run the fine-tuning again") from error
+        raise DataError(
+            f"not a fine-tuned classifier of this version: {error}", path=path, hint="run the fine-tuning again"
+        ) from error
     return model.eval(), saved["arch"], objective

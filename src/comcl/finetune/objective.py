@@ -60,4 +60,3 @@ class Objective:
         if self.regression:
             return logits[:, 0].round().clamp(0, self.num_classes - 1).long()
         return logits.argmax(dim=1)
-

@@ -17,8 +17,6 @@ metrics and keeps the same best epoch; the main process writes checkpoints and o
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +29,8 @@ from torch import nn
 from tqdm import tqdm
 
 from comcl import distributed
-from comcl.checkpoints import discard_checkpoint, resume_state, save_checkpoint
+from comcl.augment import build_augmentation
+from comcl.checkpoints import discard_checkpoint, resume_state, run_stamp, save_checkpoint
 from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset, class_balanced_weights
@@ -39,7 +38,6 @@ from comcl.finetune.metrics import grading_metrics, multilabel_metrics
 from comcl.finetune.model import build_classifier, save_classifier
 from comcl.finetune.objective import Objective
 from comcl.io import atomic_path, read_table, write_json, write_table
-from comcl.pretrain.augment import build_augmentation
 from comcl.schedule import learning_rate
 
 log = logging.getLogger(__name__)
@@ -113,13 +111,7 @@ def build_optimizer(name: str, parameters: Any, lr: float, weight_decay: float) 
     raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
 
 
-def _stamp(params: Mapping[str, Any], index: Path, encoder: Path | None) -> str:
-    parts = {"params": params, "index": str(index), "index_size": index.stat().st_size, "encoder": str(encoder)}
-    if encoder is not None:
-        parts["encoder_sha256"] = hashlib.sha256(encoder.read_bytes()).hexdigest()
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
+@distributed.training_stage("finetune")
 def finetune(
     index: str | Path,
     params: Mapping[str, Any],
@@ -131,30 +123,13 @@ def finetune(
     training_log: str | Path,
     model_file: str | Path,
     threads: int,
-    world_size: int | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Train on the index's train split, select on its val split's kappa, test on its test split; write the results.
 
-    Trains on every GPU the job sees, one process each; ``world_size`` sets the number of processes
+    Trains on every GPU the job sees, one process each; ``world_size=`` sets the number of processes
     instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
+    Returns the metrics (what the main process writes; ``None`` in the other processes).
     """
-    args = (index, params, init, encoder, work_dir, metrics, predictions, training_log, model_file, threads)
-    return distributed.launch_training(_finetune, args, params, "finetune", world_size)
-
-
-def _finetune(
-    index: str | Path,
-    params: Mapping[str, Any],
-    init: str,
-    encoder: str | Path | None,
-    work_dir: str | Path,
-    metrics: str | Path,
-    predictions: str | Path,
-    training_log: str | Path,
-    model_file: str | Path,
-    threads: int,
-) -> dict[str, Any] | None:
-    """:func:`finetune` in one of its processes: what the main process writes, or ``None`` in the others."""
     torch.set_num_threads(max(1, distributed.per_process(threads)))
     index, work_dir = Path(index), Path(work_dir)
     encoder = None if encoder is None else Path(encoder)
@@ -193,12 +168,12 @@ def _finetune(
     }
     optimizer = build_optimizer(params["optimizer"], model.parameters(), params["lr"], params["weight_decay"])
 
-    run_stamp = _stamp(params, index, encoder)
+    stamp = run_stamp({"params": params, "encoder": encoder}, sized=[index], read=[] if encoder is None else [encoder])
     checkpoint_file = work_dir / CHECKPOINT
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf, "epoch": 0, "state": None}
     start = 0
-    state = resume_state(checkpoint_file, run_stamp)
+    state = resume_state(checkpoint_file, stamp)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -264,8 +239,14 @@ def _finetune(
             state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
             best = {"score": _score(validation), "epoch": epoch + 1, "state": state}
         if distributed.is_main():
-            content = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history, "best": best}
-            save_checkpoint(checkpoint_file, run_stamp, content)
+            content = {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "history": history,
+                "best": best,
+            }
+            save_checkpoint(checkpoint_file, stamp, content)
         distributed.barrier()
 
     if best["state"] is not None:

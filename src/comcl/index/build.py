@@ -32,10 +32,11 @@ from comcl.datasets import eyeq
 from comcl.datasets import table as table_labels
 from comcl.datasets.tables import check_columns, read_csv_checked
 from comcl.errors import DataError
+from comcl.images import check_images, refuse_unusable
 from comcl.index import quality
-from comcl.index.images import check_images, refuse_unusable
 from comcl.index.validation import validation_count, validation_problem
 from comcl.io import write_json, write_table
+from comcl.levels import LEVELS
 from comcl.parallel import image_seed, parallel_map
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 # The splits a dataset publishes, and the splits of the index (validation carved from train).
 OFFICIAL_SPLITS = ("train", "test")
 SPLITS = ("train", "val", "test")
-LEVELS = ("L", "L~", "H", "H~")
-LESION_LEVELS = ("L", "L~")
 CORE_COLUMNS = ("image_id", "path", "split", "patient_id")
 STATE_COLUMNS = ("quality", "lesion", "level", "degraded", "degradation", "width", "height")
 _QUALITY_HINT = (
@@ -76,7 +75,9 @@ def _finish(frame: pd.DataFrame, label_columns: list[str], low_quality: pd.Serie
 def _check_splits(frame: pd.DataFrame, sources: Mapping[str, Path]) -> None:
     for split in OFFICIAL_SPLITS:
         if not (frame["split"] == split).any():
-            raise DataError(f"the {split} split is empty", path=sources[split], hint=f"the {split} split needs at least one image")
+            raise DataError(
+                f"the {split} split is empty", path=sources[split], hint=f"the {split} split needs at least one image"
+            )
     both = frame[frame["image_id"].duplicated(keep=False)]
     if not both.empty:
         image = both["image_id"].iloc[0]
@@ -182,7 +183,9 @@ def index_chestxray14(
     for split in OFFICIAL_SPLITS:
         for name in nih.read_split_list(sources[split]):
             if split_of.setdefault(name, split) != split:
-                raise DataError(f"image {name!r} is in both split lists", path=sources[split], hint="an image belongs to one split only")
+                raise DataError(
+                    f"image {name!r} is in both split lists", path=sources[split], hint="an image belongs to one split only"
+                )
     unknown = sorted(set(split_of) - set(table["Image Index"]))
     if unknown:
         raise DataError(
@@ -330,7 +333,13 @@ def _quality_from_csv(path: Path, frame: pd.DataFrame) -> pd.Series:
     if bad.any():
         row = table[bad].iloc[0]
         raise DataError(f"unknown quality {row['quality']!r}", path=path, line=int(row["line"]), hint="use high/low or 0/1/2")
-    low = dict(zip(table["Image Index"].str.replace(r"\.png$", "", regex=True), table["quality"].str.strip().str.lower().map(names), strict=True))
+    low = dict(
+        zip(
+            table["Image Index"].str.replace(r"\.png$", "", regex=True),
+            table["quality"].str.strip().str.lower().map(names),
+            strict=True,
+        )
+    )
     missing = frame.loc[~frame["image_id"].isin(low), "image_id"]
     if not missing.empty:
         raise DataError(

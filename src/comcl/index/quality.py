@@ -41,7 +41,7 @@ tests. The images with the lowest scores, a configured share of the dataset (pap
 low quality.
 
 Every image is wholly decoded and checked as the ``decode`` image check does
-(:func:`comcl.index.images.checked_image`), whatever check the index was asked for: a truncated or
+(:func:`comcl.images.checked_image`), whatever check the index was asked for: a truncated or
 corrupt image is reported with its label-file line, never measured.
 """
 
@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from comcl.index.images import UnusableImage, checked_image
+from comcl.images import UnusableImage, checked_image
 
 ANALYSIS_SIZE = 256
 FEATURES = ("sharpness", "noise", "contrast", "exposure", "periodic")
@@ -101,7 +101,7 @@ def measure_pixels(grey: np.ndarray) -> Measurements:
 
 def measure_or_reason(path: str) -> Measurements | str:
     """:func:`measure`, or the reason the image cannot be used: on a worker, a raised error would stop the
-    index at the first bad image, without its label-file line (see :func:`comcl.index.images.refuse_unusable`)."""
+    index at the first bad image, without its label-file line (see :func:`comcl.images.refuse_unusable`)."""
     try:
         return measure(path)
     except UnusableImage as error:

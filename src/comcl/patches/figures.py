@@ -16,16 +16,28 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from comcl.io import save_figure
-from comcl.patches.stage import CHANNELS, LEVELS, read_image, resize_square, scale_boxes
-from comcl.patches.store import PatchDataset
+from comcl.images import CHANNELS, read_image, resize_square
+from comcl.io import read_table, save_figure
+from comcl.levels import LEVEL_NAMES, LEVELS
+from comcl.patches.stage import scale_boxes
+from comcl.patches.store import PatchDataset, read_store_metadata
 
-LEVEL_NAMES = {"L": "L: lesion, high quality", "L~": "L~: lesion, low quality", "H": "H: healthy, high quality", "H~": "H~: healthy, low quality"}
 _COLOURS = ("#00e5ff", "#7cff4f", "#ff4fd8", "#ffe14f", "#ff8c1a", "#b58cff", "#ff5a5a", "#ffffff")
 
 
 def _sample(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
     return frame.iloc[np.sort(rng.choice(len(frame), size=min(n, len(frame)), replace=False))] if len(frame) else frame
+
+
+def run_patch_figures(
+    index: str | Path, detections: str | Path, store: str | Path, conf: float, seed: int, windows: str | Path, mosaic: str | Path
+) -> None:
+    """The patch figures of a dataset version: detections and windows on sample images, and the mosaic per level."""
+    frame, meta = read_table(index)
+    boxes, _ = read_table(detections)
+    cut = pd.read_parquet(store, columns=["image_id", "x0", "y0", "x1", "y1"])
+    draw_windows(frame, meta, boxes, cut, read_store_metadata(store)["image_size"], conf, windows, seed)
+    draw_mosaic(store, mosaic, seed)
 
 
 def draw_windows(
@@ -57,9 +69,21 @@ def draw_windows(
             found = detections[(detections["image_id"] == record["image_id"]) & (detections["score"] > conf)]
             found = scale_boxes(found, original.shape[1], original.shape[0], image_size)
             for box in found.itertuples():
-                ax.add_patch(Rectangle((box.x1, box.y1), box.x2 - box.x1, box.y2 - box.y1, fill=False, lw=0.8, ec=colour[box.label]))
+                ax.add_patch(
+                    Rectangle((box.x1, box.y1), box.x2 - box.x1, box.y2 - box.y1, fill=False, lw=0.8, ec=colour[box.label])
+                )
             for window in store[store["image_id"] == record["image_id"]].itertuples():
-                ax.add_patch(Rectangle((window.x0, window.y0), window.x1 - window.x0, window.y1 - window.y0, fill=False, lw=0.8, ls="--", ec="white"))
+                ax.add_patch(
+                    Rectangle(
+                        (window.x0, window.y0),
+                        window.x1 - window.x0,
+                        window.y1 - window.y0,
+                        fill=False,
+                        lw=0.8,
+                        ls="--",
+                        ec="white",
+                    )
+                )
             ax.set_xlim(-0.5, image.shape[1] - 0.5)
             ax.set_ylim(image.shape[0] - 0.5, -0.5)
             ax.set_xlabel(f"{record['image_id']} ({record['split']})", fontsize=7)

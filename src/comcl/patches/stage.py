@@ -20,34 +20,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from comcl.degrade.fundus import estimate_fov_mask
 from comcl.errors import DataError
-from comcl.index.build import LESION_LEVELS, LEVELS
+from comcl.fov import estimate_fov_mask
+from comcl.images import CHANNELS, read_image, resize_square
 from comcl.io import read_table, write_json
+from comcl.levels import LESION_LEVELS, LEVELS
 from comcl.parallel import image_seed, parallel_stream
 from comcl.patches.store import PatchRow, PatchStoreWriter
 from comcl.patches.windows import expand_box, fov_windows, merge_windows
 
 log = logging.getLogger(__name__)
-CHANNELS = {"fundus": 3, "chest": 1}
-
-
-def read_image(path: str, channels: int) -> np.ndarray | None:
-    """``(H, W, channels)`` uint8 (RGB for colour), or ``None`` when the file cannot be decoded."""
-    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
-    if image is None:
-        return None
-    return image[..., None] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """``image`` as fine-tuning sees it: ``size`` x ``size`` (aspect not kept), area interpolation, channel axis kept."""
-    # cv2 drops the channel axis of a one-channel image.
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, -1)
 
 
 def scale_boxes(boxes: pd.DataFrame, width: int, height: int, size: int) -> pd.DataFrame:
@@ -95,7 +80,9 @@ def healthy_rows(record: Mapping[str, Any], image: np.ndarray, params: Mapping[s
     """RandC: ``k`` random windows inside the field of view, overlapping duplicates merged."""
     rng = np.random.default_rng(image_seed(params["seed"], record["image_id"]))
     fov = estimate_fov_mask(image, params["fov_threshold"])
-    windows = np.array(fov_windows(fov, params["k"], params["size"], rng, params["min_fov_coverage"]), dtype=np.int64).reshape(-1, 4)
+    windows = np.array(fov_windows(fov, params["k"], params["size"], rng, params["min_fov_coverage"]), dtype=np.int64).reshape(
+        -1, 4
+    )
     keep = merge_windows(windows, np.zeros(len(windows)), params["merge_iou"])
     return [
         PatchRow(
@@ -139,7 +126,10 @@ def summarize_patches(store: pd.DataFrame, frame: pd.DataFrame, without: dict[st
         "patches": len(store),
         "image_size": image_size,
         "per_split_level": {
-            split: {level: {"images": int(images.get((split, level), 0)), "patches": int(counts.get((split, level), 0))} for level in LEVELS}
+            split: {
+                level: {"images": int(images.get((split, level), 0)), "patches": int(counts.get((split, level), 0))}
+                for level in LEVELS
+            }
             for split in sorted(frame["split"].unique())
         },
         "lesion_images_without_detection": {"count": len(without["lesion"]), "images": without["lesion"]},

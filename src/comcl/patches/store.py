@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -135,11 +135,11 @@ class PatchStoreWriter:
         self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
 
-    def __enter__(self) -> PatchStoreWriter:
+    def __enter__(self) -> Self:
         self._context = self._open()
         return self._context.__enter__()
 
-    def __exit__(self, *exc_info: Any) -> bool | None:
+    def __exit__(self, *exc_info: object) -> bool | None:
         return self._context.__exit__(*exc_info)
 
     @contextmanager

@@ -14,7 +14,7 @@ resized to a square (Basic CL's instance discrimination).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from comcl.augment import Augment
 from comcl.errors import DataError
+from comcl.images import CHANNELS, read_image
 from comcl.parallel import derived_seed
-from comcl.patches.stage import CHANNELS, read_image
 from comcl.patches.store import PatchDataset
-
-Augment = Callable[[np.ndarray, int], np.ndarray]
 
 
 class PatchSource:
@@ -67,7 +66,10 @@ class ImageSource:
 def group_members(source: PatchSource | ImageSource, groups: Mapping[str, Sequence[str]], split: str) -> dict[str, np.ndarray]:
     """Positions in ``source`` of each group's items of ``split``."""
     frame = source.frame
-    return {name: np.flatnonzero((frame["split"] == split).to_numpy() & frame["level"].isin(levels).to_numpy()) for name, levels in groups.items()}
+    return {
+        name: np.flatnonzero((frame["split"] == split).to_numpy() & frame["level"].isin(levels).to_numpy())
+        for name, levels in groups.items()
+    }
 
 
 def check_groups(members: Mapping[str, np.ndarray], needs: Mapping[str, int], source_path: Path) -> None:

@@ -25,8 +25,6 @@ run resumes from a checkpoint written with another.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -38,13 +36,13 @@ import torch
 from tqdm import tqdm
 
 from comcl import distributed
-from comcl.checkpoints import discard_checkpoint, resume_state, save_checkpoint, save_torch
+from comcl.augment import build_augmentation
+from comcl.checkpoints import discard_checkpoint, resume_state, run_stamp, save_checkpoint, save_torch
 from comcl.curves import draw_training_curves
 from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.io import atomic_path, read_table, write_json
 from comcl.parallel import derived_seed
-from comcl.pretrain.augment import build_augmentation
 from comcl.pretrain.data import ImageSource, PatchSource, StepBatches, check_groups, group_members
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
@@ -91,12 +89,6 @@ def pairs_with_images(variant: Mapping[str, Any], index: Path, split: str) -> tu
     return kept, skipped
 
 
-def stamp(variant: Mapping[str, Any], params: Mapping[str, Any], source: Path) -> str:
-    """What a checkpoint belongs to: the variant, the training parameters and the data's identity."""
-    text = json.dumps({"variant": variant, "params": params, "source": str(source), "size": source.stat().st_size}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _source(
     variant: Mapping[str, Any], params: Mapping[str, Any], store: str | Path | None, index: Path
 ) -> tuple[PatchSource | ImageSource, str, int]:
@@ -124,7 +116,9 @@ def initial_weights(params: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor] 
     if params["init"] != "imagenet":
         raise ValueError(f"pretrain.init must be imagenet or scratch, got {params['init']!r}")
     if params["arch"] not in IMAGENET_URLS:
-        raise ValueError(f"no ImageNet weights are known for {params['arch']!r}: use one of {', '.join(IMAGENET_URLS)} or init scratch")
+        raise ValueError(
+            f"no ImageNet weights are known for {params['arch']!r}: use one of {', '.join(IMAGENET_URLS)} or init scratch"
+        )
     path = fetch_weights(IMAGENET_URLS[params["arch"]])
     if path is None:
         log.warning("ImageNet weights for %s are unavailable: pretraining from scratch", params["arch"])
@@ -132,9 +126,13 @@ def initial_weights(params: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor] 
     return read_imagenet(path, params["arch"]), "imagenet"
 
 
-def _checkpoint(path: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int, rows: list[dict], run_stamp: str) -> None:
+def _checkpoint(
+    path: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int, rows: list[dict], stamp: str
+) -> None:
     if distributed.is_main():
-        save_checkpoint(path, run_stamp, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": rows})
+        save_checkpoint(
+            path, stamp, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "log": rows}
+        )
     distributed.barrier()
 
 
@@ -154,7 +152,12 @@ def _pair_loss(
     whole, objective = self_paced_loss(every, selected, k_t)
     mine = selected[distributed.shard(len(every))]
     part = torch.where(mine, losses, torch.zeros_like(losses)).sum() / max(1, int(selected.sum())) * distributed.world_size()
-    stats = {"loss": float(every.mean()), "selected": float(selected.float().mean()), "guard": float(guarded), "objective": objective}
+    stats = {
+        "loss": float(every.mean()),
+        "selected": float(selected.float().mean()),
+        "guard": float(guarded),
+        "objective": objective,
+    }
     return part, whole, stats
 
 
@@ -226,10 +229,15 @@ def _selected_shares(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     for column in (c for c in frame.columns if c.startswith("selected ")):
         pair = column.removeprefix("selected ")
         guard = frame.get(f"guard {pair}", pd.Series(0.0, index=frame.index))
-        shares[pair] = {"first": float(frame[column].iloc[0]), "last": float(frame[column].iloc[-1]), "guarded_steps": float(guard.mean())}
+        shares[pair] = {
+            "first": float(frame[column].iloc[0]),
+            "last": float(frame[column].iloc[-1]),
+            "guarded_steps": float(guard.mean()),
+        }
     return shares
 
 
+@distributed.training_stage("pretrain")
 def pretrain(
     variant: Mapping[str, Any],
     params: Mapping[str, Any],
@@ -241,31 +249,14 @@ def pretrain(
     curves: str | Path,
     summary: str | Path,
     threads: int,
-    world_size: int | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Train ``variant`` and write the query encoder as a torchvision state dict, the log and its curves.
 
     ``store`` (the patch store) is needed by variants whose source is patches; ``index`` by all.
-    Trains on every GPU the job sees, one process each; ``world_size`` sets the number of processes
+    Trains on every GPU the job sees, one process each; ``world_size=`` sets the number of processes
     instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
+    Returns the summary (what the main process writes; ``None`` in the other processes).
     """
-    args = (variant, params, store, index, work_dir, encoder, training_log, curves, summary, threads)
-    return distributed.launch_training(_pretrain, args, params, "pretrain", world_size)
-
-
-def _pretrain(
-    variant: Mapping[str, Any],
-    params: Mapping[str, Any],
-    store: str | Path | None,
-    index: str | Path,
-    work_dir: str | Path,
-    encoder: str | Path,
-    training_log: str | Path,
-    curves: str | Path,
-    summary: str | Path,
-    threads: int,
-) -> dict[str, Any] | None:
-    """:func:`pretrain` in one of its processes: what the main process writes, or ``None`` in the others."""
     torch.set_num_threads(max(1, distributed.per_process(threads)))
     check_variant(variant)
     index, work_dir = Path(index), Path(work_dir)
@@ -275,7 +266,9 @@ def _pretrain(
     anchors = {anchor for anchor, _ in pairs}
     queued = sorted({negative for _, negative in pairs})
     used = sorted(anchors | set(queued))
-    needs = {name: max(params["batch_size"] if name in anchors else 0, params["queue_size"] if name in queued else 0) for name in used}
+    needs = {
+        name: max(params["batch_size"] if name in anchors else 0, params["queue_size"] if name in queued else 0) for name in used
+    }
     check_groups(members, needs, source.path)
     augment = build_augmentation(params["augment"][modality], view_size)
     shard = distributed.shard(params["batch_size"])
@@ -290,20 +283,25 @@ def _pretrain(
         weights, init = initial_weights(params)
     log.info("encoders initialised from %s", init)
     torch.manual_seed(params["seed"])
-    model = ContrastiveModel(params["arch"], queued, params["queue_size"], params["dim"], params["hidden"], params["momentum"], weights)
+    model = ContrastiveModel(
+        params["arch"], queued, params["queue_size"], params["dim"], params["hidden"], params["momentum"], weights
+    )
     model = model.synchronise_queries().to(device)
     optimizer = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=params["lr"], betas=(0.9, 0.999), weight_decay=params["weight_decay"]
+        [p for p in model.parameters() if p.requires_grad],
+        lr=params["lr"],
+        betas=(0.9, 0.999),
+        weight_decay=params["weight_decay"],
     )
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
 
-    run_stamp = stamp(variant, params, source.path)
+    stamp = run_stamp({"variant": variant, "params": params}, sized=[source.path])
     checkpoint_file = work_dir / CHECKPOINT
     rows: list[dict[str, Any]] = []
     start = 0
-    state = resume_state(checkpoint_file, run_stamp)
+    state = resume_state(checkpoint_file, stamp)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -328,22 +326,38 @@ def _pretrain(
         persistent_workers=False,
     )
     model.train()
-    bar = tqdm(loader, total=total, initial=start, desc="pretrain", unit="step", mininterval=1.0, disable=None if distributed.is_main() else True)
+    bar = tqdm(
+        loader,
+        total=total,
+        initial=start,
+        desc="pretrain",
+        unit="step",
+        mininterval=1.0,
+        disable=None if distributed.is_main() else True,
+    )
     for step, batch in enumerate(bar, start=start):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(params["lr"], params["cosine"], step, total)
         k_t = negatives_at(step, total, params["queue_size"]) if variant["spl"]["enabled"] else params["queue_size"]
         row = {"step": step + 1, "lr": optimizer.param_groups[0]["lr"], "k_t": k_t}
         row |= train_step(
-            model, optimizer, batch["views"], pairs, variant["spl"], k_t, params["temperature"],
-            images=batch["images"], key_splits=params["key_splits"], shuffle_seed=derived_seed(params["seed"], step),
+            model,
+            optimizer,
+            batch["views"],
+            pairs,
+            variant["spl"],
+            k_t,
+            params["temperature"],
+            images=batch["images"],
+            key_splits=params["key_splits"],
+            shuffle_seed=derived_seed(params["seed"], step),
         )
         rows.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", k_t=k_t)
         if (step + 1) % params["checkpoint_interval"] == 0 and step + 1 < total:
-            _checkpoint(checkpoint_file, model, optimizer, step + 1, rows, run_stamp)
+            _checkpoint(checkpoint_file, model, optimizer, step + 1, rows, stamp)
 
-    _checkpoint(checkpoint_file, model, optimizer, total, rows, run_stamp)
+    _checkpoint(checkpoint_file, model, optimizer, total, rows, stamp)
     if not distributed.is_main():
         return None
     save_torch(encoder, model.encoder_state_dict())
@@ -360,7 +374,7 @@ def _pretrain(
         "variant": variant["name"],
         "init": init,
         "steps": total,
-        "groups": {name: int(len(members[name])) for name in used},
+        "groups": {name: len(members[name]) for name in used},
         "pairs": [list(pair) for pair in pairs],
         "pairs_without_images": [list(pair) for pair in skipped],
         "final_loss": rows[-1]["loss"] if rows else None,

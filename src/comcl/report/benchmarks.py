@@ -24,8 +24,12 @@ def read_benchmarks(folder: str | Path) -> pd.DataFrame:
             last = pd.read_csv(path, sep="\t").iloc[-1]
             seconds, rss = float(last["s"]), pd.to_numeric(last["max_rss"], errors="coerce")
         except (OSError, ValueError, KeyError, IndexError, pd.errors.ParserError) as error:
-            raise DataError(f"not a Snakemake benchmark file: {error}", path=path, hint="delete it; the job rewrites it") from error
-        rows.append({"stage": path.parent.name, "job": path.stem, "seconds": seconds, "max_rss": None if pd.isna(rss) else float(rss)})
+            raise DataError(
+                f"not a Snakemake benchmark file: {error}", path=path, hint="delete it; the job rewrites it"
+            ) from error
+        rows.append(
+            {"stage": path.parent.name, "job": path.stem, "seconds": seconds, "max_rss": None if pd.isna(rss) else float(rss)}
+        )
     if not rows:
         raise DataError("no benchmark files", path=folder, hint="run the workflow first: every rule writes one")
     return pd.DataFrame(rows)

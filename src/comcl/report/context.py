@@ -15,11 +15,14 @@ def table_context(configuration: Mapping[str, Any], versions: Sequence[str], pat
     finetune, pretrain = configuration["finetune"], configuration["pretrain"]
     return {
         "datasets": {
-            name: {key: section[key] for key in ("format", "root", "task") if key in section} for name, section in configuration["datasets"].items()
+            name: {key: section[key] for key in ("format", "root", "task") if key in section}
+            for name, section in configuration["datasets"].items()
         },
         "versions": list(versions),
         "seeds": finetune["seeds"],
-        "finetune": {key: finetune[key] for key in ("epochs", "input_size", "batch_size", "loss", "optimizer", "lr", "cosine", "balanced")},
+        "finetune": {
+            key: finetune[key] for key in ("epochs", "input_size", "batch_size", "loss", "optimizer", "lr", "cosine", "balanced")
+        },
         "pretrain": {key: pretrain[key] for key in ("arch", "epochs", "batch_size", "input_size")},
         "file": str(path),
     }

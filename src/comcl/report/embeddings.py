@@ -26,13 +26,12 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from comcl.augment import to_input
 from comcl.errors import DataError
 from comcl.finetune.model import load_backbone, read_weights
 from comcl.io import save_figure, write_json
-from comcl.patches.figures import LEVEL_NAMES
-from comcl.patches.stage import LEVELS
+from comcl.levels import LEVEL_NAMES, LEVELS
 from comcl.patches.store import PatchDataset
-from comcl.pretrain.augment import to_input
 from comcl.pretrain.model import backbone
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,12 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import nn
 
+from comcl.augment import IMAGENET_MEAN, IMAGENET_STD
 from comcl.errors import DataError
 from comcl.finetune.data import ImageDataset
 from comcl.finetune.model import MIN_INPUT_SIZES, load_classifier
 from comcl.finetune.objective import Objective
 from comcl.io import read_table, save_figure
-from comcl.pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ def grad_cam(model: nn.Module, layer: nn.Module, image: torch.Tensor, target: in
     (DenseNet's ReLU after ``features``) changes neither A nor its gradient. The gradient comes from
     ``torch.autograd.grad``, not ``backward``: no ``.grad`` is written to the parameters. The hook is
     removed also on error; the model is left in eval mode.
+
+    By hand, not the grad-cam package: its hook keeps the layer's output itself, which DenseNet's in-place ReLU
+    overwrites (its maps of DenseNet-121 differ), and its ``backward`` leaves ``.grad`` on every parameter.
     """
     if image.ndim != 4 or image.shape[:2] != (1, 3):
         raise ValueError(f"expected one image as a (1, 3, H, W) tensor, got shape {tuple(image.shape)}")

@@ -25,8 +25,8 @@ import yaml
 from comcl.errors import DataError
 from comcl.finetune.results import DETAIL, SPLITS, TASK_METRICS, read_metrics
 from comcl.io import atomic_path, write_text
+from comcl.plan import TABLES
 
-TABLES = ("table1", "table2", "table3")
 FORMATS = ("csv", "md", "tex", "html")
 RUN_COLUMNS = ("dataset", "version", "method", "seed", "task", "metric", "value", "init")
 SUMMARY_COLUMNS = ("dataset", "version", "method", "metric", "mean", "std", "seeds", "defined", "init")
@@ -243,9 +243,7 @@ def _used_versions(rows: Sequence[_Row], results: _Results) -> tuple[str, ...]:
 
     counts = {version: filled(version) for version in results.versions}
     return (
-        tuple(v for v in results.versions if counts[v] >= 2)
-        or tuple(v for v in results.versions if counts[v])
-        or ("original",)
+        tuple(v for v in results.versions if counts[v] >= 2) or tuple(v for v in results.versions if counts[v]) or ("original",)
     )
 
 
@@ -336,6 +334,7 @@ def _markdown_row(cells: Iterable[str]) -> str:
 
 
 def _markdown(view: _View) -> str:
+    """By hand: ``DataFrame.to_markdown`` pads every column, escapes no ``|`` and needs tabulate, not a dependency."""
     lines = [f"## Table {view.number}: {view.title}", ""]
     for block in view.blocks:
         data = [
@@ -372,6 +371,8 @@ def _latex_pair(pair: tuple[str, str]) -> str:
 
 
 def _latex_tabular(view: _View, block: _Block) -> list[str]:
+    """By hand: ``Styler.to_latex`` has no ``\\cmidrule`` under the spanning headers nor full-width group rows, and
+    its LaTeX escaping leaves ±, †, – and a minus sign as text."""
     lead, span = 1 + len(view.pairs), 2 * len(block.metrics)
     width = lead + span * len(block.versions)
     pairs = len(block.versions) * len(block.metrics)
@@ -410,6 +411,8 @@ def _latex_table(view: _View) -> str:
 
 
 def _html_table(view: _View, block: _Block) -> list[str]:
+    """By hand: ``Styler.to_html`` gives each cell an id and classes of its own, not num and mark, and has no
+    full-width group rows."""
     span, escape = 2 * len(block.metrics), html.escape
     width = 1 + len(view.pairs) + span * len(block.versions)
     pairs = (escape(f"({anchor}, {negative})".replace("~", "\u0303")) for anchor, negative in view.pairs)  # L~ as L̃
@@ -548,7 +551,9 @@ def _with_pretraining(run: Mapping[str, Any], document: dict[str, Any]) -> tuple
         summary = json.loads(path.read_text(encoding="utf-8"))
         init = summary["init"]
     except (OSError, ValueError, KeyError) as error:
-        raise DataError(f"cannot read the pretraining's initialisation: {error}", path=path, hint="run that pretraining again") from error
+        raise DataError(
+            f"cannot read the pretraining's initialisation: {error}", path=path, hint="run that pretraining again"
+        ) from error
     return {**document, "init": init}, summary
 
 

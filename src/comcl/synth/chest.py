@@ -156,7 +156,9 @@ def _draw_segments(size: int, segments: np.ndarray) -> np.ndarray:
     canvas = np.zeros((size, size), np.uint8)
     points = _pixels(segments[:, :4].reshape(-1, 2), size).reshape(-1, 4)
     for (x0, y0, x1, y1), width, weight in zip(points, segments[:, 4], segments[:, 5], strict=True):
-        cv2.line(canvas, (int(x0), int(y0)), (int(x1), int(y1)), round(255 * weight), max(1, round(width * size)), cv2.LINE_AA, shift=4)
+        cv2.line(
+            canvas, (int(x0), int(y0)), (int(x1), int(y1)), round(255 * weight), max(1, round(width * size)), cv2.LINE_AA, shift=4
+        )
     return canvas.astype(np.float32) / 255.0
 
 
@@ -175,7 +177,9 @@ def _gaussian(x: np.ndarray, y: np.ndarray, centre: tuple[float, float], radii: 
 
 def _noise_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
     """Smooth random texture with ``cells`` features across, whatever the pixel size."""
-    field = cv2.resize(rng.standard_normal((cells, cells)).astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    field = cv2.resize(
+        rng.standard_normal((cells, cells)).astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC
+    )
     return field / max(float(field.std()), 1e-6)
 
 
@@ -267,7 +271,9 @@ def _heart(a: _Anatomy, outlines: dict[int, np.ndarray]) -> tuple[float, float, 
     return a.cx + width * (0.5 - a.heart_right), base - 0.5 * half_height, semi_a, semi_b, a.heart_tilt
 
 
-def _collapse(outline: np.ndarray, hilum: tuple[float, float], side: int, depth: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+def _collapse(
+    outline: np.ndarray, hilum: tuple[float, float], side: int, depth: float, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Pull the apical and lateral outline towards the hilum, as a lung shrinks away from the chest
     wall; returns the new outline and its displaced stretch (where the pleural line shows)."""
     offset = outline - np.asarray(hilum)
@@ -343,7 +349,9 @@ def _rib_paths(a: _Anatomy, g: _Geometry, side: int) -> list[tuple[np.ndarray, n
         near = np.abs(heights - (y0 + 0.03)) < 0.03
         reach = (wall[near].max() if near.any() else wall.max()) + 0.012
         back = _bezier([(0.03, y0), (0.2 * reach, y0 - 0.06 * rise), (0.78 * reach, y0 - 0.06 * rise), (reach, y0 + 0.045)], 20)
-        front = _bezier([(reach, y0 + 0.045), (reach + 0.012, y0 + 0.1), (0.75 * reach, y0 + 0.16), (0.4 * reach, y0 + 0.185)], 16)
+        front = _bezier(
+            [(reach, y0 + 0.045), (reach + 0.012, y0 + 0.1), (0.75 * reach, y0 + 0.16), (0.4 * reach, y0 + 0.185)], 16
+        )
         along = np.linspace(0.0, 1.0, len(back) + len(front) - 2)
         fade = np.interp(along, [0.0, 0.5, 0.62, 0.85, 1.0], [1.0, 0.8, 0.35, 0.25, 0.0] if i < 7 else [1.0, 0.8, 0.0, 0.0, 0.0])
         paths.append((_to_image(a, side, np.vstack([back, front[1:]])), strength * fade))
@@ -373,7 +381,9 @@ def _clavicles(a: _Anatomy, size: int) -> np.ndarray:
     medial, lateral = [], []
     c = a.clavicle
     for side in (_RIGHT, _LEFT):
-        curve = _to_image(a, side, _spline([(0.03, c + 0.05), (0.12, c + 0.025), (0.24, c - 0.01), (0.33, c - 0.03), (0.4, c - 0.035)]))
+        curve = _to_image(
+            a, side, _spline([(0.03, c + 0.05), (0.12, c + 0.025), (0.24, c - 0.01), (0.33, c - 0.03), (0.4, c - 0.035)])
+        )
         medial.append(curve[: len(curve) // 2 + 1])
         lateral.append(curve[len(curve) // 2 :])
     shaft = np.maximum(_draw(size, medial, 0.032), _draw(size, lateral, 0.025))
@@ -578,7 +588,9 @@ def _pneumonia(c: _Canvas, rng: np.random.Generator) -> _Box:
     fill = _smoothstep(1.25, 0.6, np.sqrt((dx / rx) ** 2 + (dy / ry) ** 2) + 0.22 * _noise_field(rng, _shape(window), 6))
     if middle and side == _RIGHT:
         fill = fill * np.clip((dy + 0.55 * ry) * size + 0.5, 0, 1)
-    bronchi = _branches(rng, np.array([cx - side * 0.7 * rx, cy - 0.4 * ry]), side, rng.uniform(-0.3, 0.9, 2), 0.35 * rx, 0.006, 3)
+    bronchi = _branches(
+        rng, np.array([cx - side * 0.7 * rx, cy - 0.4 * ry]), side, rng.uniform(-0.3, 0.9, 2), 0.35 * rx, 0.006, 3
+    )
     airways = _blur(_draw_segments(size, bronchi)[window], 0.0015 * size)
     texture = 0.9 + 0.1 * _noise_field(rng, _shape(window), 9)
     fill = strength * fill * texture * (1.0 - 0.3 * airways * fill) * c.scene.lungs[window]
@@ -743,7 +755,9 @@ def _validate(findings: Sequence[str]) -> list[str]:
     names = [str(name) for name in findings]
     unknown = sorted(set(names) - set(CHEST_FINDINGS))
     if unknown:
-        raise ValueError(f"unknown chest finding(s) {unknown}; valid names are {list(CHEST_FINDINGS)} (an empty list is 'No Finding')")
+        raise ValueError(
+            f"unknown chest finding(s) {unknown}; valid names are {list(CHEST_FINDINGS)} (an empty list is 'No Finding')"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"chest findings listed more than once: {names}")
     return names

@@ -113,7 +113,9 @@ def generate(root: Path, spec: ChestSpec, seed: int, workers: int) -> pd.DataFra
             entries["Image Index"], entries["findings"], degrade, item_seeds(seed, "chestxray14", n_images), strict=True
         )
     ]
-    truth = pd.DataFrame(parallel_map(functools.partial(_render, root=root, size=spec.size), jobs, workers, desc="synthetic ChestX-ray14"))
+    truth = pd.DataFrame(
+        parallel_map(functools.partial(_render, root=root, size=spec.size), jobs, workers, desc="synthetic ChestX-ray14")
+    )
 
     patients = entries["Patient ID"].unique()
     n_test = chest_test_patients(len(patients), spec.test_patient_share)

@@ -109,5 +109,7 @@ def generate(root: Path, spec: EyeQSpec, seed: int, workers: int) -> pd.DataFram
     truth = pd.DataFrame(parallel_map(render, jobs, workers, desc="synthetic EyeQ"))
     for split in SPLITS:
         rows = truth[truth["split"] == split]
-        eyeq.write_labels(root / eyeq.LABEL_FILES[split], rows["image"].tolist(), rows["quality"].tolist(), rows["DR_grade"].tolist())
+        eyeq.write_labels(
+            root / eyeq.LABEL_FILES[split], rows["image"].tolist(), rows["quality"].tolist(), rows["DR_grade"].tolist()
+        )
     return truth

@@ -95,8 +95,19 @@ def _anatomy(height: int, width: int, eye: str, rng: np.random.Generator, lesion
     fovea_x = disc_x - side * rng.uniform(2.3, 2.7) * 2 * disc_r
     fovea_y = disc_y + rng.uniform(0.1, 0.5) * disc_r
     return _Anatomy(
-        height, width, float(cx), float(cy), float(radius), side, float(disc_x), float(disc_y),
-        float(disc_r), float(rng.uniform(1.04, 1.14)), float(fovea_x), float(fovea_y), height * lesion_scale,
+        height,
+        width,
+        float(cx),
+        float(cy),
+        float(radius),
+        side,
+        float(disc_x),
+        float(disc_y),
+        float(disc_r),
+        float(rng.uniform(1.04, 1.14)),
+        float(fovea_x),
+        float(fovea_y),
+        height * lesion_scale,
     )
 
 
@@ -151,9 +162,7 @@ def _retina(anat: _Anatomy, rng: np.random.Generator) -> np.ndarray:
     # Green and blue fall off faster than red towards the rim, as in real photographs, and the
     # macular pigment absorbs short wavelengths, so the macula is browner rather than just darker.
     brown = shade - 0.4 * macula
-    return np.stack(
-        [colour[0] * vignette * shade, colour[1] * vignette**1.3 * brown, colour[2] * vignette**1.4 * brown], axis=-1
-    )
+    return np.stack([colour[0] * vignette * shade, colour[1] * vignette**1.3 * brown, colour[2] * vignette**1.4 * brown], axis=-1)
 
 
 def _disc(anat: _Anatomy) -> tuple[_Patch, np.ndarray]:
@@ -182,7 +191,13 @@ def _paint_disc(image: np.ndarray, anat: _Anatomy, disc: _Patch, rng: np.random.
 
 
 def _walk(
-    start: np.ndarray, heading: float, target: float, turn: float, wiggle: float, steps: int, step: float,
+    start: np.ndarray,
+    heading: float,
+    target: float,
+    turn: float,
+    wiggle: float,
+    steps: int,
+    step: float,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A smooth random walk whose heading relaxes towards ``target``; returns points and headings.
@@ -226,8 +241,17 @@ def _keep(anat: _Anatomy, uv: np.ndarray, points: np.ndarray, widths: np.ndarray
 
 
 def _vessel(
-    anat: _Anatomy, start_uv: np.ndarray, heading: float, target: float, turn: float, wiggle: float,
-    length: float, width: float, taper: float, artery: bool, rng: np.random.Generator,
+    anat: _Anatomy,
+    start_uv: np.ndarray,
+    heading: float,
+    target: float,
+    turn: float,
+    wiggle: float,
+    length: float,
+    width: float,
+    taper: float,
+    artery: bool,
+    rng: np.random.Generator,
 ) -> tuple[_Vessel, np.ndarray] | None:
     """One vessel, with its path in the disc frame (u, v, heading, width) for branching off it."""
     step = 0.025 * anat.radius
@@ -241,9 +265,7 @@ def _vessel(
     return _Vessel(points[:n], widths[:n], artery), np.column_stack([uv[:n], headings[:n], widths[:n]])
 
 
-def _branches(
-    anat: _Anatomy, path: np.ndarray, artery: bool, generation: int, rng: np.random.Generator
-) -> list[_Vessel]:
+def _branches(anat: _Anatomy, path: np.ndarray, artery: bool, generation: int, rng: np.random.Generator) -> list[_Vessel]:
     """Side branches leave the parent at 25-70 degrees, thinner, wander, and branch again."""
     if generation > 2:
         return []
@@ -254,9 +276,17 @@ def _branches(
         u, v, parent_heading, parent_width = path[index]
         heading = parent_heading + rng.choice([-1.0, 1.0]) * np.radians(rng.uniform(25, 70))
         grown = _vessel(
-            anat, np.array([u, v]), heading, heading + np.radians(rng.uniform(-30, 30)), 0.04, 0.1,
+            anat,
+            np.array([u, v]),
+            heading,
+            heading + np.radians(rng.uniform(-30, 30)),
+            0.04,
+            0.1,
             rng.uniform(0.25, 0.6) * anat.radius / (1 + 0.4 * generation),
-            parent_width * rng.uniform(0.55, 0.8), rng.uniform(1.0, 2.0), artery, rng,
+            parent_width * rng.uniform(0.55, 0.8),
+            rng.uniform(1.0, 2.0),
+            artery,
+            rng,
         )
         if grown is not None:
             vessels.append(grown[0])
@@ -290,8 +320,17 @@ def _vessel_tree(anat: _Anatomy, rng: np.random.Generator) -> list[_Vessel]:
             start = np.array([rng.uniform(-0.25, 0.05), sign * rng.uniform(0.0, 0.15)]) * r
             width = vein_width * scale * (rng.uniform(0.68, 0.78) if artery else 1.0)
             grown = _vessel(
-                anat, start, np.radians(heading + spread), np.radians(target), 0.025 * anat.radius / bend, 0.04,
-                length, width, 0.9, artery, rng,
+                anat,
+                start,
+                np.radians(heading + spread),
+                np.radians(target),
+                0.025 * anat.radius / bend,
+                0.04,
+                length,
+                width,
+                0.9,
+                artery,
+                rng,
             )
             if grown is not None:
                 vessels.append(grown[0])
@@ -313,8 +352,7 @@ def _draw_vessels(vessels: list[_Vessel], height: int, width: int) -> tuple[np.n
                 canvases[vessel.artery], [points[first : last + 1]], False, 255, int(thickness[first]), cv2.LINE_AA, _SHIFT
             )
     vein, artery = (
-        cv2.resize(canvases[a], (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        for a in (False, True)
+        cv2.resize(canvases[a], (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0 for a in (False, True)
     )
     return vein, artery
 
@@ -327,8 +365,16 @@ def _paint_vessels(image: np.ndarray, vein: np.ndarray, artery: np.ndarray, rng:
 
 
 def _ellipse(
-    xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, a: float, b: float, angle: float, wobble: np.ndarray,
-    edge: float, rng: np.random.Generator,
+    xx: np.ndarray,
+    yy: np.ndarray,
+    cx: float,
+    cy: float,
+    a: float,
+    b: float,
+    angle: float,
+    wobble: np.ndarray,
+    edge: float,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Alpha of an irregular ellipse: its radius is modulated by angular harmonics 2, 3, ... with
     amplitudes ``wobble``; 0.5 on the (wobbly) outline, ramping over ``edge`` pixels."""
@@ -453,8 +499,13 @@ def _place(
 
 
 def _lesions(
-    image: np.ndarray, retina: np.ndarray, anat: _Anatomy, owner: np.ndarray, counts: Mapping[str, int],
-    anchors: np.ndarray, rng: np.random.Generator,
+    image: np.ndarray,
+    retina: np.ndarray,
+    anat: _Anatomy,
+    owner: np.ndarray,
+    counts: Mapping[str, int],
+    anchors: np.ndarray,
+    rng: np.random.Generator,
 ) -> tuple[dict[str, np.ndarray], list[Lesion]]:
     masks = {kind: np.zeros((anat.height, anat.width), bool) for kind in LESION_KINDS}
     lesions: list[Lesion] = []

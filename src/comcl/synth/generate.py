@@ -43,18 +43,24 @@ def _chest_sheet(truth: pd.DataFrame) -> tuple[list[SheetRow], str]:
         for image, degradation in zip(truth["image"], truth["degradation"], strict=True)
     ]
     names = sorted({name for found in findings for name in found})
-    rows = [SheetRow("No Finding", findings.map(len) == 0)] + [SheetRow(name, findings.map(lambda f, n=name: n in f)) for name in names]
+    rows = [SheetRow("No Finding", findings.map(len) == 0)] + [
+        SheetRow(name, findings.map(lambda f, n=name: n in f)) for name in names
+    ]
     return [row for row in rows if row.members.any()], "caption"
 
 
 GENERATORS: dict[str, _Generator] = {
     "eyeq": _Generator(eyeq.EyeQSpec, eyeq.generate, _eyeq_sheet, "Synthetic EyeQ: rows by DR grade, captions give quality"),
     "idrid": _Generator(idrid.IDRiDSpec, idrid.generate, _idrid_sheet, "Synthetic IDRiD: lesion boxes from the masks"),
-    "chestxray14": _Generator(chestxray14.ChestSpec, chestxray14.generate, _chest_sheet, "Synthetic ChestX-ray14: rows by finding"),
+    "chestxray14": _Generator(
+        chestxray14.ChestSpec, chestxray14.generate, _chest_sheet, "Synthetic ChestX-ray14: rows by finding"
+    ),
 }
 
 
-def synthesize(name: str, root: str | Path, contact_sheet: str | Path, params: Mapping[str, Any], seed: int, workers: int) -> None:
+def synthesize(
+    name: str, root: str | Path, contact_sheet: str | Path, params: Mapping[str, Any], seed: int, workers: int
+) -> None:
     """Generate dataset ``name`` into ``root`` (replaced whole, only once complete)."""
     if name not in GENERATORS:
         raise ValueError(f"no synthetic generator for {name!r}; choose from {sorted(GENERATORS)}")

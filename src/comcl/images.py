@@ -36,6 +36,8 @@ from PIL import Image, ImageFile
 from comcl.errors import DataError
 from comcl.parallel import parallel_map
 
+# Channels of an image of each modality as the models read it: colour photographs, grey radiographs.
+CHANNELS = {"fundus": 3, "chest": 1}
 CHECK_MODES = ("none", "exists", "header", "decode")
 _SHOWN = 5
 _HINT = (
@@ -180,9 +182,25 @@ def check_images(frame: pd.DataFrame, mode: str, label_file: Path, workers: int)
     if mode == "none":
         frame["width"] = frame["height"] = pd.array([None] * len(frame), dtype="Int32")
         return frame
-    results = parallel_map(functools.partial(_probe, mode=mode), frame["path"].tolist(), workers, desc=f"checking images ({mode})")
+    results = parallel_map(
+        functools.partial(_probe, mode=mode), frame["path"].tolist(), workers, desc=f"checking images ({mode})"
+    )
     refuse_unusable(frame, results, label_file, _HINT)
     sizes = pd.DataFrame(results, columns=["width", "height"], index=frame.index).astype("Int32")
     sizes[sizes < 0] = pd.NA
     frame[["width", "height"]] = sizes
     return frame
+
+
+def read_image(path: str, channels: int) -> np.ndarray | None:
+    """``(H, W, channels)`` uint8 (RGB for colour), or ``None`` when the file cannot be decoded."""
+    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    return image[..., None] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` as fine-tuning sees it: ``size`` x ``size`` (aspect not kept), area interpolation, channel axis kept."""
+    # cv2 drops the channel axis of a one-channel image.
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, -1)

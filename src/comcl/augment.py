@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cv2
@@ -28,7 +28,10 @@ import numpy as np
 # reach the network (it may have none, and then every import waits for the request to time out).
 os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 
-import albumentations as A  # noqa: E402
+import albumentations as A
+
+# A view maker as the loaders call it: (image, seed) -> the model's input.
+Augment = Callable[[np.ndarray, int], np.ndarray]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

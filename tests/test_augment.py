@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from comcl.pretrain.augment import IMAGENET_MEAN, IMAGENET_STD, PRESETS, build_augmentation, to_input
+from comcl.augment import IMAGENET_MEAN, IMAGENET_STD, PRESETS, build_augmentation, to_input
 
 SIZE = 64
 MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)[:, None, None]
@@ -28,7 +28,9 @@ def _pixels(view: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize(("channels", "height", "width"), [(3, SIZE, SIZE), (1, SIZE, SIZE), (3, 40, 50), (1, 90, 33)])
-def test_views_are_normalised_three_channel_float32_of_the_requested_size(preset: str, channels: int, height: int, width: int) -> None:
+def test_views_are_normalised_three_channel_float32_of_the_requested_size(
+    preset: str, channels: int, height: int, width: int
+) -> None:
     view = build_augmentation({"preset": preset}, SIZE)(_image(channels, height, width), 7)
     assert view.shape == (3, SIZE, SIZE) and view.dtype == np.float32 and view.flags.c_contiguous
     pixels = _pixels(view)
@@ -54,7 +56,9 @@ def test_transforms_draw_independently_within_a_view() -> None:
     # Seeding every transform alike (albumentations' set_random_seed) would flip both ways or neither, always.
     augment = build_augmentation({"preset": "fundus", **OFF, "hflip": 0.5, "vflip": 0.5}, SIZE)
     image = _image(1)
-    outcomes = {(h, v): to_input(np.ascontiguousarray(image[:: -1 if v else 1, :: -1 if h else 1])) for h in (0, 1) for v in (0, 1)}
+    outcomes = {
+        (h, v): to_input(np.ascontiguousarray(image[:: -1 if v else 1, :: -1 if h else 1])) for h in (0, 1) for v in (0, 1)
+    }
     seen = set()
     for seed in range(64):
         view = augment(image, seed)
@@ -89,7 +93,10 @@ def test_an_override_replaces_the_preset_value() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"preset": "fundus", "blur": 0.5}, r"unknown augmentation setting 'blur'; known settings are \['color_jitter', 'grayscale'"),
+        (
+            {"preset": "fundus", "blur": 0.5},
+            r"unknown augmentation setting 'blur'; known settings are \['color_jitter', 'grayscale'",
+        ),
         ({"preset": "knee"}, "preset must be one of"),
         ({"hflip": 0.5}, "preset must be one of"),
         ({"preset": "chest", "rotate": {"degrees": 5}}, r"'rotate' must be null or a mapping of exactly \['degrees', 'prob'\]"),
@@ -119,7 +126,7 @@ def test_importing_the_module_does_not_reach_the_network() -> None:
         "import sys\n"
         "calls = []\n"
         "sys.addaudithook(lambda event, args: calls.append(event) if event in ('socket.connect', 'urllib.Request') else None)\n"
-        "import comcl.pretrain.augment\n"
+        "import comcl.augment\n"
         "sys.exit(f'network access at import: {calls}' if calls else 0)\n"
     )
     env = {key: value for key, value in os.environ.items() if key != "NO_ALBUMENTATIONS_UPDATE"}
