@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs config/evidence.yaml from an empty results folder and copies the run's own files into
 # docs/evidence/: the tables (CSV, Markdown, LaTeX, HTML), the t-SNE, Grad-CAM and fine-tuning figures,
-# the pretraining logs and curves (K_t and the selected share of every step), the resolved configuration, and
+# the pretraining logs and curves (K_t and the selected share of every step), every fine-tuning's metrics and
+# training log (per seed: what the tables average, and the validation kappa of every epoch), the resolved configuration, and
 # run.md (the command, the commit, the machine and the wall time). Nothing in them is edited by hand.
 #
 #   bash scripts/evidence.sh            # all cores
@@ -25,13 +26,18 @@ start=$(date +%s)
 "${command[@]}"
 wall=$(( $(date +%s) - start ))
 
-rm -rf "$OUT/tables" "$OUT/figures" "$OUT/pretrain"
-mkdir -p "$OUT/tables" "$OUT/figures" "$OUT/pretrain"
+rm -rf "$OUT/tables" "$OUT/figures" "$OUT/pretrain" "$OUT/finetune"
+mkdir -p "$OUT/tables" "$OUT/figures" "$OUT/pretrain" "$OUT/finetune"
 cp "$RESULTS"/tables/* "$OUT/tables/"
 cp "$RESULTS"/figures/{tsne,gradcam,finetune,outcomes,pretrain}_*.png "$RESULTS/figures/benchmarks.png" "$OUT/figures/"
 for log in "$RESULTS"/*/*/pretrain/*/training_log.csv; do
     IFS=/ read -r _ _ dataset version _ variant _ <<< "$log"
     cp "$log" "$OUT/pretrain/${dataset}_${version}_${variant}.csv"
+done
+for run in "$RESULTS"/*/*/finetune/*/seed*; do
+    IFS=/ read -r _ _ dataset version _ method seed <<< "$run"
+    cp "$run/metrics.json" "$OUT/finetune/${dataset}_${version}_${method}_${seed}.json"
+    cp "$run/training_log.csv" "$OUT/finetune/${dataset}_${version}_${method}_${seed}.csv"
 done
 cp "$RESULTS/config.yaml" "$OUT/config.yaml"
 cat > "$OUT/run.md" <<EOF
