@@ -6,7 +6,7 @@
 # pretraining), copies every run's metrics and training log into docs/evidence/lesion_scale_sweep/,
 # and writes there summary.md, test kappa and accuracy as mean +- std over the seeds.
 #
-#   bash scripts/lesion_scale_sweep.sh 1.0 1.4        # about 16 min for each scale on 2 cores
+#   bash scripts/lesion_scale_sweep.sh 1.0 1.4        # two scales, one core each: 15 min on 2 cores
 #   bash scripts/lesion_scale_sweep.sh                 # the summary of the files already there
 set -euo pipefail
 cd "$(dirname "$0")/.."
