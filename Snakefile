@@ -55,6 +55,8 @@ localrules:
     patch_figures,
     finetune_figures,
     tables,
+    linear_table,
+    comparisons,
     benchmark_summary,
 
 

@@ -2,7 +2,8 @@
 # Runs config/evidence.yaml from an empty results folder and copies the run's own files into
 # docs/evidence/: the tables (CSV, Markdown, LaTeX, HTML), the t-SNE, Grad-CAM and fine-tuning figures,
 # the pretraining logs and curves (K_t and the selected share of every step), every fine-tuning's metrics and
-# training log (per seed: what the tables average, and the validation kappa of every epoch), the resolved configuration, and
+# training log (per seed: what the tables average, and the validation kappa of every epoch), every linear evaluation's
+# metrics, the t-SNE summaries (the levels' silhouettes), the resolved configuration, and
 # run.md (the command, the commit, the machine and the wall time). Nothing in them is edited by hand.
 #
 #   bash scripts/evidence.sh            # all cores
@@ -26,8 +27,8 @@ start=$(date +%s)
 "${command[@]}"
 wall=$(( $(date +%s) - start ))
 
-rm -rf "$OUT/tables" "$OUT/figures" "$OUT/pretrain" "$OUT/finetune"
-mkdir -p "$OUT/tables" "$OUT/figures" "$OUT/pretrain" "$OUT/finetune"
+rm -rf "$OUT/tables" "$OUT/figures" "$OUT/pretrain" "$OUT/finetune" "$OUT/linear" "$OUT/tsne"
+mkdir -p "$OUT/tables" "$OUT/figures" "$OUT/pretrain" "$OUT/finetune" "$OUT/linear" "$OUT/tsne"
 cp "$RESULTS"/tables/* "$OUT/tables/"
 cp "$RESULTS"/figures/{tsne,gradcam,finetune,outcomes,pretrain}_*.png "$RESULTS/figures/benchmarks.png" "$OUT/figures/"
 for log in "$RESULTS"/*/*/pretrain/*/training_log.csv; do
@@ -38,6 +39,13 @@ for run in "$RESULTS"/*/*/finetune/*/seed*; do
     IFS=/ read -r _ _ dataset version _ method seed <<< "$run"
     cp "$run/metrics.json" "$OUT/finetune/${dataset}_${version}_${method}_${seed}.json"
     cp "$run/training_log.csv" "$OUT/finetune/${dataset}_${version}_${method}_${seed}.csv"
+done
+for file in "$RESULTS"/*/*/linear/metrics.json "$RESULTS"/*/*/tsne.json; do
+    IFS=/ read -r _ _ dataset version _ <<< "$file"
+    case $file in
+        */linear/*) cp "$file" "$OUT/linear/${dataset}_${version}.json" ;;
+        *) cp "$file" "$OUT/tsne/${dataset}_${version}.json" ;;
+    esac
 done
 cp "$RESULTS/config.yaml" "$OUT/config.yaml"
 cat > "$OUT/run.md" <<EOF

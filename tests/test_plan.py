@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+import torchvision
 import yaml
 from snakemake.utils import validate
 
@@ -186,3 +188,24 @@ def test_patches_larger_than_the_fine_tuning_images_are_refused(config):
     config["patches"]["size"] = 96
     with pytest.raises(plan.PlanError, match="patches.size 96 is larger than finetune.input_size 80.*at most 80"):
         plan.check_lesion_scale(config)
+
+
+@pytest.mark.parametrize("key", ["input_size", "image_size"])
+def test_pretraining_views_whose_last_resnet_map_is_1x1_are_refused_with_the_smallest_size_that_is_not(config, key):
+    config["pretrain"][key] = 33
+    plan.check_encoder_input(config)
+    config["pretrain"][key] = 32
+    with pytest.raises(plan.PlanError, match=f"pretrain.{key} is 32 px.*1x1 map.*at least 33"):
+        plan.check_encoder_input(config)
+
+
+def test_a_1x1_last_map_leaves_the_off_centre_taps_without_gradient_and_33_px_gives_them_one():
+    """What the refusal above is for, measured on the network itself."""
+    network = torchvision.models.resnet18(weights=None)
+    for side, starved in ((plan.RESNET_STRIDE, True), (plan.RESNET_STRIDE + 1, False)):
+        network.zero_grad()
+        network(torch.randn(2, 3, side, side)).square().sum().backward()
+        taps = network.layer4[1].conv2.weight.grad  # (512, 512, 3, 3)
+        off_centre = taps.clone()
+        off_centre[:, :, 1, 1] = 0
+        assert bool(off_centre.abs().sum() == 0) is starved

@@ -18,7 +18,7 @@ from comcl.io import write_table
 from comcl.pretrain import train as train_module
 from comcl.pretrain.data import PatchSource, StepBatches, group_members, image_codes
 from comcl.pretrain.model import ContrastiveModel
-from comcl.pretrain.train import CHECKPOINT, pretrain, train_step
+from comcl.pretrain.train import CHECKPOINT, build_optimizer, planned_steps, pretrain, train_step
 from tests.conftest import REPO
 
 VARIANTS = {path.stem: yaml.safe_load(path.read_text()) for path in sorted((REPO / "config/pretrain").glob("*.yaml"))}
@@ -33,6 +33,7 @@ PARAMS = dict(
     key_splits=2,
     batch_size=6,
     epochs=1,
+    steps=None,
     lr=1e-3,
     weight_decay=1e-4,
     cosine=True,
@@ -132,7 +133,7 @@ def test_a_killed_run_resumes_to_the_same_weights(data, tmp_path):
         pass
 
     stopped = tmp_path / "stopped"
-    original = torch.optim.Adam.step
+    original = torch.optim.AdamW.step
     calls = {"n": 0}
 
     def step_then_die(self, *args, **kwargs):
@@ -141,12 +142,12 @@ def test_a_killed_run_resumes_to_the_same_weights(data, tmp_path):
             raise Killed
         return original(self, *args, **kwargs)
 
-    torch.optim.Adam.step = step_then_die
+    torch.optim.AdamW.step = step_then_die
     try:
         with pytest.raises(Killed):
             run("comcl", data, stopped, epochs=2)
     finally:
-        torch.optim.Adam.step = original
+        torch.optim.AdamW.step = original
     assert torch.load(stopped / "work" / CHECKPOINT, weights_only=True)["step"] == 2
     run("comcl", data, stopped, epochs=2)
     assert not (stopped / "work" / CHECKPOINT).exists()  # a finished run's checkpoint is deleted
@@ -303,3 +304,48 @@ def test_pretraining_starts_from_imagenet_weights_when_they_can_be_fetched(data,
         assert all(torch.equal(seen[encoder][key], imagenet[key]) for key in seen[encoder])
     with pytest.raises(ValueError, match="no ImageNet weights are known for 'resnet101'"):
         run("comcl", data, tmp_path / "other", init="imagenet", arch="resnet101")
+
+
+def _off_centre_rms(model: ContrastiveModel) -> float:
+    """The rms of the off-centre taps of the query encoder's last-stage 3x3 convolutions."""
+    taps = torch.cat(
+        [
+            m.weight.detach()[:, :, [0, 0, 0, 1, 1, 2, 2, 2], [0, 1, 2, 0, 2, 0, 1, 2]].flatten()
+            for m in model.backbone_q.layer4.modules()
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+        ]
+    )
+    return float(taps.square().mean().sqrt())
+
+
+@pytest.mark.parametrize("decoupled", [True, False])
+def test_weights_without_data_gradient_keep_their_scale_through_pretraining(decoupled):
+    """16-px views: the last stage sees a 1x1 map and its off-centre taps get no data gradient. The pretraining
+    optimiser (decoupled decay) keeps them; Adam's coupled L2, the optimiser this replaced, sends them to zero."""
+    model = _step_model(["A", "B"])
+    model.enqueue("B", torch.nn.functional.normalize(torch.randn(4, 8), dim=1))
+    start = _off_centre_rms(model)
+    if decoupled:
+        optimizer = build_optimizer(model, lr=1e-3, weight_decay=1e-4)
+    else:
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(40):
+        batch = {level: torch.randn(2, 4, 3, 16, 16, generator=generator) for level in ("A", "B")}
+        train_step(model, optimizer, batch, [("A", "B")], dict(SPL, enabled=False), 4, 0.07, key_splits=2)
+    ratio = _off_centre_rms(model) / start
+    if decoupled:
+        assert ratio > 0.99
+    else:
+        assert ratio < 0.3
+
+
+def test_a_step_budget_is_the_same_for_every_variant_whatever_its_data():
+    assert planned_steps(dict(PARAMS, steps=7), longest=1000) == planned_steps(dict(PARAMS, steps=7), longest=3) == 7
+    assert planned_steps(dict(PARAMS, epochs=2, batch_size=6), longest=13) == 6  # 2 passes of ceil(13 / 6) batches
+
+
+def test_a_pretraining_with_a_step_budget_runs_that_many_steps(data, tmp_path):
+    summary = run("comcl", data, tmp_path, steps=3)
+    assert summary["steps"] == 3
+    assert len(pd.read_csv(tmp_path / "log.csv")) == 3

@@ -33,7 +33,7 @@ CONTEXT: dict[str, Any] = {
         "cosine": True,
         "balanced": True,
     },
-    "pretrain": {"arch": "resnet50", "epochs": 10, "batch_size": 32, "input_size": 128},
+    "pretrain": {"arch": "resnet50", "epochs": 10, "steps": None, "batch_size": 32, "input_size": 128},
 }
 SCRATCH = "scratch (ImageNet weights unavailable)"
 ENCODER = "encoder results/eyeq/original/pretrain/comcl/encoder.pt"
@@ -106,18 +106,18 @@ EXPECTED_TABLE1 = """\
 
 | Group | Method | Original: Kappa (ours) | Original: Kappa (paper) | Original: ACC (ours) | Original: ACC (paper) | 70 % low quality: Kappa (ours) | 70 % low quality: Kappa (paper) | 70 % low quality: ACC (ours) | 70 % low quality: ACC (paper) |
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| Supervised | ResNet-50 † | 0.600 ± 0.141 | 0.804 | 0.700 ± 0.141 | 0.783 | – | – | – | – |
-|  | Inception-v3 | – | – | – | – | – | – | – | – |
-|  | DenseNet-121 | – | – | – | – | – | – | – | – |
-|  | MMCNN (paper only) |  | – |  | – |  | – |  | – |
-|  | Zoom-in-Net (paper only) |  | – |  | – |  | – |  | – |
-|  | CABNet (paper only) |  | – |  | – |  | – |  | – |
-|  | DeepMT-DR (paper only) |  | – |  | – |  | – |  | – |
-|  | LANet (paper only) |  | – |  | – |  | – |  | – |
+| Supervised | ResNet-50 † | 0.600 ± 0.141 | 0.804 | 0.700 ± 0.141 | 0.783 | – | 0.743 | – | 0.715 |
+|  | Inception-v3 | – | 0.798 | – | 0.776 | – | 0.728 | – | 0.706 |
+|  | DenseNet-121 | – | 0.813 | – | 0.794 | – | 0.756 | – | 0.732 |
+|  | MMCNN (paper only) |  | 0.862 |  | 0.841 |  | 0.795 |  | 0.778 |
+|  | Zoom-in-Net (paper only) |  | 0.873 |  | 0.854 |  | 0.812 |  | 0.784 |
+|  | CABNet (paper only) |  | 0.865 |  | 0.847 |  | 0.797 |  | 0.782 |
+|  | DeepMT-DR (paper only) |  | 0.857 |  | 0.839 |  | 0.791 |  | 0.768 |
+|  | LANet (paper only) |  | 0.854 |  | 0.835 |  | 0.786 |  | 0.765 |
 | Contrastive | Basic CL | – | – | – | – | – | – | – | – |
-|  | Lesion-based CL | – | 0.848 | – | 0.832 | – | – | – | – |
-|  | Lesion-aware CL (paper only) |  | 0.876 |  | 0.857 |  | – |  | – |
-|  | CoMCL | n/d | 0.884 | 0.850 ± 0.071 | 0.872 | 0.250 | – | 0.750 | – |
+|  | Lesion-based CL | – | 0.848 | – | 0.832 | – | 0.783 | – | 0.761 |
+|  | Lesion-aware CL (paper only) |  | 0.876 |  | 0.857 |  | 0.824 |  | 0.816 |
+|  | CoMCL | n/d | 0.884 | 0.850 ± 0.071 | 0.872 | 0.250 | 0.852 | 0.750 | 0.837 |
 
 - ours: mean ± std over 2 seeds; paper: published numbers on record, – where none.
 - † from scratch: ImageNet weights could not be fetched, or pretrain.init is scratch
@@ -154,9 +154,9 @@ def test_latex_lines(tables: Path) -> None:
         r"\cmidrule(lr){2-5} \cmidrule(lr){6-9}",
         r"Method & ours & paper & ours & paper & ours & paper & ours & paper \\",
         r"\multicolumn{9}{l}{\textit{Supervised}} \\",
-        r"ResNet-50 $^\dagger$ & 0.600 $\pm$ 0.141 & 0.804 & 0.700 $\pm$ 0.141 & 0.783 & -- & -- & -- & -- \\",
-        r"Lesion-aware CL (paper only) &  & 0.876 &  & 0.857 &  & -- &  & -- \\",
-        r"CoMCL & n/d & 0.884 & 0.850 $\pm$ 0.071 & 0.872 & 0.250 & -- & 0.750 & -- \\",
+        r"ResNet-50 $^\dagger$ & 0.600 $\pm$ 0.141 & 0.804 & 0.700 $\pm$ 0.141 & 0.783 & -- & 0.743 & -- & 0.715 \\",
+        r"Lesion-aware CL (paper only) &  & 0.876 &  & 0.857 &  & 0.824 &  & 0.816 \\",
+        r"CoMCL & n/d & 0.884 & 0.850 $\pm$ 0.071 & 0.872 & 0.250 & 0.852 & 0.750 & 0.837 \\",
         r"\bottomrule",
         r"$^\dagger$ from scratch: ImageNet weights could not be fetched, or pretrain.init is scratch\par",
     ):
@@ -196,8 +196,8 @@ def test_undefined_metrics_are_nd_and_never_nan(tmp_path: Path) -> None:
     for path in folder.iterdir():
         assert not re.search(r"\bnan\b", path.read_text(), re.IGNORECASE), path.name
     markdown = (folder / "table1.md").read_text()
-    assert "| ResNet-50 † | 0.600 ± 0.141 | 0.804 | 0.700 ± 0.141 | 0.783 | n/d | – | n/d | – |" in markdown
-    assert "| CoMCL | 0.100 | – | 0.850 ± 0.071 | – | n/d | – |" in markdown  # chest: one kappa, no AUC defined
+    assert "| ResNet-50 † | 0.600 ± 0.141 | 0.804 | 0.700 ± 0.141 | 0.783 | n/d | 0.743 | n/d | 0.715 |" in markdown
+    assert "| CoMCL | 0.100 | 0.682 | 0.850 ± 0.071 | 0.708 | n/d | – |" in markdown  # chest: one kappa, no AUC defined
     assert "n/d: undefined (e.g. a constant prediction)" in markdown
     chest = pd.read_csv(folder / "per_class_chestxray14.csv")
     assert chest.columns.tolist() == ["version", "method", "label", "kappa", "accuracy", "auroc", "support"]
@@ -206,7 +206,7 @@ def test_undefined_metrics_are_nd_and_never_nan(tmp_path: Path) -> None:
 
 def test_paper_only_row_shows_the_paper_only(tables: Path) -> None:
     markdown = (tables / "table1.md").read_text()
-    assert "|  | Lesion-aware CL (paper only) |  | 0.876 |  | 0.857 |  | – |  | – |" in markdown
+    assert "|  | Lesion-aware CL (paper only) |  | 0.876 |  | 0.857 |  | 0.824 |  | 0.816 |" in markdown
     csv = pd.read_csv(tables / "table1.csv", keep_default_na=False)
     row = csv[(csv["row"] == "Lesion-aware CL") & (csv["version"] == "original")]
     assert row["source"].tolist() == ["paper", "paper"] and row["method"].tolist() == ["", ""]
@@ -242,8 +242,8 @@ def test_table3_marks_follow_the_variants(tmp_path: Path) -> None:
     markdown = (tmp_path / "tables" / "table3.md").read_text()
     assert "| Group | Method | (L, L~) | (L, H) | (L~, H~) | Original: Kappa (ours) | Original: Kappa (paper) |" in markdown
     assert "70 % low quality" not in markdown.split("- ours")[0]  # no results nor paper numbers there
-    assert "| Level pairs | CoMCL_v1 | ✓ |  |  | 0.300 | – |" in markdown
-    assert "|  | CoMCL_v2 |  |  |  | 0.300 | – |" in markdown  # not among the variants: no marks
+    assert "| Level pairs | CoMCL_v1 | ✓ |  |  | 0.300 | 0.846 |" in markdown
+    assert "|  | CoMCL_v2 |  |  |  | 0.300 | 0.867 |" in markdown  # not among the variants: no marks
     assert "|  | CoMCL_v3 = CoMCL |  |  |  | 0.300 | 0.884 |" in markdown
     write_tables(runs, {"comcl_v1": variants["comcl_v1"], "comcl": COMCL}, CONTEXT, tmp_path / "tables")
     assert r"CoMCL\_v3 = CoMCL & \checkmark & \checkmark & \checkmark & 0.300" in (tmp_path / "tables" / "table3.tex").read_text()
@@ -355,18 +355,19 @@ def test_per_class_means_over_seeds(tables: Path) -> None:
 
 
 def test_published_numbers_are_the_papers_on_record() -> None:
-    """Only the four rows of the paper's Table 1 that METHOD.md quotes (EyeQ, original); nothing else is on record."""
+    """Every number on record lies under a table, a dataset, a version and a row of that table, with the metrics the
+    paper gives: a label misspelt in either place would leave the row's paper cells "–". The numbers themselves are
+    checked against the paper in test_published.py."""
     layout = yaml.safe_load(resources.files("comcl.report").joinpath("published.yaml").read_text(encoding="utf-8"))
-    assert layout["published"] == {
-        "eyeq": {
-            "original": {
-                "ResNet-50": {"kappa": 0.804, "accuracy": 0.783},
-                "Lesion-based CL": {"kappa": 0.848, "accuracy": 0.832},
-                "Lesion-aware CL": {"kappa": 0.876, "accuracy": 0.857},
-                "CoMCL": {"kappa": 0.884, "accuracy": 0.872},
-            }
-        }
-    }
+    assert set(layout["published"]) == set(TABLES)
+    for table, datasets in layout["published"].items():
+        rows = {row.get("published_as", row["label"]) for group in layout["tables"][table]["groups"] for row in group["rows"]}
+        for dataset, versions in datasets.items():
+            assert dataset in layout["datasets"]
+            for version, entries in versions.items():
+                assert version in layout["versions"]
+                assert set(entries) <= rows, (table, dataset, version, set(entries) - rows)
+                assert all(set(metrics) == {"kappa", "accuracy"} for metrics in entries.values()), (table, dataset, version)
 
 
 def test_without_results_the_tables_show_the_layout(tmp_path: Path) -> None:
@@ -374,7 +375,8 @@ def test_without_results_the_tables_show_the_layout(tmp_path: Path) -> None:
     write_tables([], {}, context, tmp_path / "tables")
     markdown = (tmp_path / "tables" / "table2.md").read_text()
     assert "|  | CoMCL | – | 0.884 | – | 0.872 |" in markdown  # only the paper's numbers; versions: those with any
-    assert "| Ablation | CoMCL w/o SPL | – | – | – | – | – | – |" in markdown  # chest: its format's three metrics
+    assert "|  | CoMCL w/o SPL | – | 0.868 | – | 0.860 |" in markdown
+    assert "| Ablation | Baseline (ResNet-50) | – | – | – | – | – | – |" in markdown  # chest: its format's three metrics
     assert "- EyeQ: root data/eyeq; split sizes no results yet." in markdown
     assert (
         tmp_path / "tables" / "per_class_chestxray14.csv"
@@ -399,3 +401,31 @@ def test_the_notes_state_the_resolved_configuration_and_name_its_file(tmp_path: 
     assert {key: value for key, value in context.items() if key != "file"} == CONTEXT
     write_tables(_fixture_runs(tmp_path), {"comcl": COMCL}, context, tmp_path / "tables")
     assert "Every setting: results/mine/config.yaml." in (tmp_path / "tables/table1.md").read_text()
+
+
+def test_the_notes_give_each_pretrainings_steps_and_say_when_the_budgets_differ(tmp_path: Path) -> None:
+    variants = {"comcl": COMCL, "basic_cl": {"name": "Basic CL", "pairs": [["all", "all"]]}}
+
+    def runs(steps: dict[str, int]) -> list[dict[str, Any]]:
+        made = []
+        for method, count in steps.items():
+            run = dict(_run(tmp_path, "eyeq", "original", method, 0, kappa=0.3, accuracy=0.6))
+            summary = tmp_path / "results" / "eyeq" / "original" / "pretrain" / method / "summary.json"
+            summary.parent.mkdir(parents=True, exist_ok=True)
+            summary.write_text(
+                json.dumps({"variant": method, "init": "scratch", "steps": count, "pairs": [], "pairs_without_images": []})
+            )
+            made.append({**run, "pretraining": str(summary)})
+        return made
+
+    write_tables(runs({"comcl": 99, "basic_cl": 36}), variants, CONTEXT, tmp_path / "tables")
+    text = (tmp_path / "tables" / "table1.md").read_text()
+    assert "Pretraining steps (not equal budgets; pretrain.steps sets one): CoMCL 99, Basic CL 36." in text
+    write_tables(
+        runs({"comcl": 240, "basic_cl": 240}),
+        variants,
+        {**CONTEXT, "pretrain": {**CONTEXT["pretrain"], "steps": 240}},
+        tmp_path / "tables",
+    )
+    text = (tmp_path / "tables" / "table1.md").read_text()
+    assert "Pretraining: every encoder 240 optimiser steps." in text and "240 steps each" in text

@@ -23,7 +23,16 @@ from tests.conftest import REPO
 from tests.tiny_workflow import SNAKEMAKE, TINY, over_the_demo, planned_jobs, snakemake
 
 # Per dataset, what one pretrained variant on the original version adds downstream of its encoder.
-REPORT = {"finetune_figures": 2, "tsne": 2, "gradcam": 2, "tables": 1, "benchmark_summary": 1}
+REPORT = {
+    "finetune_figures": 2,
+    "tsne": 2,
+    "gradcam": 2,
+    "linear_eval": 2,
+    "linear_table": 1,
+    "comparisons": 1,
+    "tables": 1,
+    "benchmark_summary": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +155,18 @@ def test_the_run_ends_with_the_three_tables_the_figures_and_a_report(workdir):
 
 
 @pytest.mark.workflow
+def test_the_linear_evaluation_and_the_paired_comparisons_cover_every_encoder(workdir):
+    linear = pd.read_csv(workdir / "out/tables/linear_eval.csv")
+    assert set(linear["method"]) == {"start", "basic_cl", "comcl"} and set(linear["dataset"]) == {"eyeq", "chestxray14"}
+    assert "| Random weights |" in (workdir / "out/tables/linear_eval.md").read_text()
+    comparisons = pd.read_csv(workdir / "out/tables/comparisons.csv")
+    pairs = set(comparisons[["protocol", "method"]].itertuples(index=False, name=None))
+    assert pairs == {("fine-tuning", "basic_cl"), ("linear evaluation", "start"), ("linear evaluation", "basic_cl")}
+    assert (comparisons["reference"] == "comcl").all() and (comparisons["low"] <= comparisons["high"]).all()
+    assert "CoMCL − Basic CL" in (workdir / "out/tables/comparisons.md").read_text()
+
+
+@pytest.mark.workflow
 def test_nothing_reruns_when_nothing_changed(workdir):
     assert planned_jobs(snakemake(workdir, "-n")) == {}
 
@@ -199,6 +220,9 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
         "finetune_figures": 1,
         "tsne": 1,
         "gradcam": 1,
+        "linear_eval": 1,
+        "linear_table": 1,
+        "comparisons": 1,
         "tables": 1,
         "benchmark_summary": 1,
         "all": 1,
@@ -211,13 +235,14 @@ def test_a_new_proportion_adds_its_jobs_and_a_table_column_and_reruns_nothing_el
     config["synthetic"]["chestxray14"]["n_patients"] = 12
     config["degrade"] = {"proportions": [0.7, 0.85, 1.0]}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    # Table 1 gains the new version's column.
+    # Table 1 gains the new version's column, the comparisons its test labels.
     assert planned_jobs(snakemake(workdir, "-n")) == {
         "resolved_config": 1,
         "degrade": 2,
         "detect": 2,
         "patches": 2,
         "patch_figures": 2,
+        "comparisons": 1,
         "tables": 1,
         "benchmark_summary": 1,
         "all": 1,
@@ -262,6 +287,7 @@ def test_a_finetune_config_change_reruns_only_fine_tuning(workdir):
         "finetune": 4,
         "finetune_figures": 2,
         "gradcam": 2,
+        "comparisons": 1,
         "tables": 1,
         "benchmark_summary": 1,
         "all": 1,
@@ -292,7 +318,7 @@ def test_the_workflow_lints_clean():
 
 
 def test_the_evidence_configuration_plans_its_whole_comparison(tmp_path):
-    """Tables 1-3 on EyeQ at three fine-tuning seeds: the supervised baseline on every version, the contrastive
+    """Tables 1-3 on EyeQ at five fine-tuning seeds: the supervised baseline on every version, the contrastive
     methods on the original and the 70 % version, the ablations on the original; nothing to download. Planned in a
     folder of its own, which no earlier run of the configuration has touched."""
     command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "-n", "--configfile", str(REPO / "config/evidence.yaml")]
@@ -300,13 +326,14 @@ def test_the_evidence_configuration_plans_its_whole_comparison(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Data to provide" not in result.stdout + result.stderr
     jobs = planned_jobs(result.stdout)
-    assert (jobs["synthesize"], jobs["train_detector"], jobs["pretrain"], jobs["finetune"], jobs["tables"]) == (
+    assert (jobs["synthesize"], jobs["train_detector"], jobs["pretrain"], jobs["finetune"], jobs["linear_eval"]) == (
         2,
         1,
         10,
-        3 * (3 + 10),
-        1,
+        5 * (3 + 10),
+        2,
     )
+    assert jobs["tables"] == jobs["linear_table"] == jobs["comparisons"] == 1
 
 
 def test_without_the_real_data_the_paper_configuration_plans_everything_and_lists_what_to_provide():
@@ -364,9 +391,11 @@ def test_with_the_data_present_the_paper_configuration_plans_every_stage_and_run
         "finetune_figures": 3,
         "tsne": 3,
         "gradcam": 3,
+        "linear_eval": 3,
     }
     expected = {rule: 2 * count for rule, count in per_dataset.items()}
     expected |= {"resolved_config": 1, "fetch_lesions": 1, "preprocess": 1, "tables": 1, "benchmark_summary": 1, "all": 1}
+    expected |= {"linear_table": 1, "comparisons": 1}
     assert planned_jobs(result.stdout) == expected
 
     targets = [

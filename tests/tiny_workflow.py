@@ -47,7 +47,7 @@ TINY = {
         "queue_size": 2,  # the tiny detector finds a handful of low-quality lesions
         "batch_size": 2,
         "epochs": 1,
-        "input_size": 32,
+        "input_size": 40,  # above a ResNet's stride of 32: its last stage sees a 2x2 map
         "image_size": 48,
         "workers": 0,
     },

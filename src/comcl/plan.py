@@ -35,6 +35,8 @@ IMAGENET_RESNETS = ("resnet18", "resnet34", "resnet50")
 
 # The tables the report writes (comcl.report.tables).
 TABLES = ("table1", "table2", "table3")
+# Beside them: the linear evaluation, and the paired differences of CoMCL from every other method (comcl.report).
+EVIDENCE_TABLES = ("linear_eval", "comparisons")
 
 
 class PlanError(ValueError):
@@ -179,6 +181,19 @@ def pretrain_runs(config: Config) -> list[tuple[str, str]]:
     return sorted({(version, name) for run in runs for version in run["versions"] for name in run["variants"]})
 
 
+def pretrained_on(config: Config, version: str) -> list[str]:
+    """The variants pretrained on ``version``, in the order `pretrain.runs` first names them: what its linear
+    evaluation reads."""
+    ran = set(pretrain_runs(config))
+    return [name for name in variant_names(config) if (version, name) in ran]
+
+
+def linear_versions(config: Config) -> list[str]:
+    """The dataset versions with a pretrained encoder, each of which gets a linear evaluation."""
+    ran = {version for version, _ in pretrain_runs(config)}
+    return [version for version in dataset_versions(config) if version in ran]
+
+
 def finetune_runs(config: Config) -> list[tuple[str, str]]:
     """(version, method) pairs fine-tuned: every baseline on every version, every pretrained encoder where it was
     pretrained."""
@@ -189,7 +204,8 @@ def finetune_runs(config: Config) -> list[tuple[str, str]]:
 
 
 def finetune_jobs(config: Config, dataset: str, version: str | None = None) -> list[dict[str, Any]]:
-    """The fine-tuning runs of a dataset (of one version), one per method and seed, with their metrics file and,
+    """The fine-tuning runs of a dataset (of one version), one per method and seed, with their metrics and
+    predictions files and,
     for a pretrained method, its pretraining's summary (where its encoder started, which pairs trained)."""
     results, variants = config["results"], set(variant_names(config))
     return [
@@ -199,6 +215,7 @@ def finetune_jobs(config: Config, dataset: str, version: str | None = None) -> l
             "method": method,
             "seed": seed,
             "metrics": f"{results}/{dataset}/{run_version}/finetune/{method}/seed{seed}/metrics.json",
+            "predictions": f"{results}/{dataset}/{run_version}/finetune/{method}/seed{seed}/predictions.parquet",
             "pretraining": f"{results}/{dataset}/{run_version}/pretrain/{method}/summary.json" if method in variants else None,
         }
         for run_version, method in finetune_runs(config)
@@ -264,6 +281,7 @@ def reported_outputs(config: Config) -> list[str]:
     gradcam = [version for version in versions if gradcam_methods(config, version)]
     return [
         *[f"{results}/tables/{table}.{ext}" for table in TABLES for ext in ("csv", "md", "tex", "html")],
+        *[f"{results}/tables/{table}.{ext}" for table in EVIDENCE_TABLES for ext in ("csv", "md")],
         *[f"{results}/figures/{kind}_{d}_{v}.png" for kind in ("finetune", "outcomes") for d in datasets for v in finetuned],
         *[f"{results}/figures/tsne_{d}_{v}.png" for d in datasets for v in tsne],
         *[f"{results}/figures/gradcam_{d}_{v}.png" for d in datasets for v in gradcam],
@@ -302,3 +320,21 @@ def check_lesion_scale(config: Config) -> None:
             f"resized to finetune.input_size, the scale fine-tuning sees; set patches.size to at most {image_size} "
             f"(the paper: 128 px patches of 512 px images)"
         )
+
+
+# The total stride of a torchvision ResNet: its last stage sees a map of ceil(side / 32) squared.
+RESNET_STRIDE = 32
+
+
+def check_encoder_input(config: Config) -> None:
+    """The views a pretraining encoder sees must give its last stage more than a 1x1 map: on a 1x1 map the
+    eight off-centre taps of every 3x3 convolution there meet only padding, so about four fifths of a
+    ResNet-18's weights get no gradient from the data, and whatever the optimiser does to them is all they
+    learn."""
+    for key in ("input_size", "image_size"):
+        side = config["pretrain"][key]
+        if side <= RESNET_STRIDE:
+            raise PlanError(
+                f"pretrain.{key} is {side} px: a ResNet's last stage sees a 1x1 map at {RESNET_STRIDE} px or less, so the "
+                f"off-centre taps of its 3x3 convolutions get no gradient; set pretrain.{key} to at least {RESNET_STRIDE + 1}"
+            )

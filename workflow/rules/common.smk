@@ -39,6 +39,7 @@ LESION_SOURCES = planned(plan.lesion_sources)
 VARIANTS = {name: load_variant(name) for name in plan.variant_names(config)}
 PRETRAIN_RUNS = planned(plan.pretrain_runs)
 FINETUNE_RUNS = plan.finetune_runs(config)
+LINEAR_VERSIONS = plan.linear_versions(config)
 BASELINES = config["finetune"]["baselines"]
 SEEDS = config["finetune"]["seeds"]
 TABLES = plan.TABLES
@@ -48,6 +49,7 @@ planned(plan.check_initialisation)
 planned(plan.check_figure_methods, workflow.basedir)
 planned(plan.check_validation_split)
 planned(plan.check_lesion_scale)
+planned(plan.check_encoder_input)
 _to_fetch, _to_provide = plan.missing_data(config)
 if _to_fetch:
     logger.info(f"The fetch rules will download or extract:\n{_to_fetch}")

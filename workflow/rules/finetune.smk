@@ -29,3 +29,37 @@ rule finetune:
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/{wildcards.version}/finetune/{wildcards.method}/seed{wildcards.seed}/work",
     script:
         "../scripts/finetune.py"
+
+
+rule linear_eval:
+    """Linear evaluation of every encoder pretrained on one dataset version, and of the weights they started from."""
+    input:
+        index=index_table("{version}"),
+        encoders=lambda wildcards: [
+            rules.pretrain.output.encoder.format(variant=variant, **wildcards)
+            for variant in plan.pretrained_on(config, wildcards.version)
+        ],
+    output:
+        metrics=f"{RESULTS}/{{dataset}}/{{version}}/linear/metrics.json",
+        predictions=f"{RESULTS}/{{dataset}}/{{version}}/linear/predictions.parquet",
+    log:
+        f"{RESULTS}/logs/linear_eval/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/linear_eval/{{dataset}}_{{version}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        encoders=lambda wildcards: {
+            variant: rules.pretrain.output.encoder.format(variant=variant, **wildcards)
+            for variant in plan.pretrained_on(config, wildcards.version)
+        },
+        linear={
+            **section("linear"),
+            **{key: config["finetune"][key] for key in ("input_size", "seeds", "threshold", "device")},
+            **{key: config["pretrain"][key] for key in ("arch", "init")},
+        },
+    script:
+        "../scripts/linear_eval.py"

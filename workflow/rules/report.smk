@@ -40,6 +40,66 @@ rule tables:
         "../scripts/tables.py"
 
 
+rule linear_table:
+    """The linear evaluation of every dataset version with pretrained encoders, in one table beside Tables 1-3."""
+    input:
+        metrics=[f"{RESULTS}/{dataset}/{version}/linear/metrics.json" for dataset in DATASETS for version in LINEAR_VERSIONS],
+    output:
+        csv=f"{RESULTS}/tables/linear_eval.csv",
+        markdown=report(f"{RESULTS}/tables/linear_eval.md", caption="../report/linear_eval.rst", category="Tables"),
+    log:
+        f"{RESULTS}/logs/linear_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/linear_table/linear_table.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    params:
+        runs=[[dataset, version] for dataset in DATASETS for version in LINEAR_VERSIONS],
+        labels={name: variant["name"] for name, variant in VARIANTS.items()},
+    script:
+        "../scripts/linear_table.py"
+
+
+rule comparisons:
+    """Paired differences of the reference method from every other, per dataset version, under fine-tuning and
+    linear evaluation, with bootstrap intervals over the shared seeds and test images."""
+    input:
+        finetuned=[run["predictions"] for dataset in DATASETS for run in finetune_jobs(dataset)],
+        linear=[
+            f"{RESULTS}/{dataset}/{version}/linear/predictions.parquet" for dataset in DATASETS for version in LINEAR_VERSIONS
+        ],
+        indexes=[index_table(version).format(dataset=dataset) for dataset in DATASETS for version in VERSIONS],
+    output:
+        csv=f"{RESULTS}/tables/comparisons.csv",
+        markdown=report(f"{RESULTS}/tables/comparisons.md", caption="../report/comparisons.rst", category="Tables"),
+    log:
+        f"{RESULTS}/logs/comparisons.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/comparisons/comparisons.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    params:
+        finetuned=[
+            {key: run[key] for key in ("dataset", "version", "method", "seed", "predictions")}
+            for dataset in DATASETS
+            for run in finetune_jobs(dataset)
+        ],
+        linear=[
+            {"dataset": dataset, "version": version, "predictions": f"{RESULTS}/{dataset}/{version}/linear/predictions.parquet"}
+            for dataset in DATASETS
+            for version in LINEAR_VERSIONS
+        ],
+        indexes=[
+            {"dataset": dataset, "version": version, "index": index_table(version).format(dataset=dataset)}
+            for dataset in DATASETS
+            for version in VERSIONS
+        ],
+        labels={name: variant["name"] for name, variant in VARIANTS.items()},
+        comparisons={**section("comparisons"), "threshold": config["finetune"]["threshold"], "init": config["pretrain"]["init"]},
+    script:
+        "../scripts/comparisons.py"
+
+
 rule finetune_figures:
     """Training curves and test confusion matrices (or AUROC per finding) of every method on one dataset version."""
     input:

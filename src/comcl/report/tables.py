@@ -1,11 +1,11 @@
 """Tables 1-3 of the paper from the fine-tuning results: our mean ± std over seeds beside the paper's numbers, as CSV
 (tidy, one row per cell), Markdown, LaTeX and HTML, plus per-class (per-label) metrics per dataset.
 
-What the tables show and the paper's numbers live in ``published.yaml`` beside this module, not in code: the project
-has only a few of the paper's numbers on record, and users add more there. A cell never shows a number that was not
-computed or published: a method not run shows "–", a metric undefined in every seed "n/d", and a row of a method this
-project does not implement shows the paper's numbers only. Undefined metrics are NaN inside the frames and empty
-cells in the CSV files, never the text "nan".
+What the tables show, the paper's numbers (every one it publishes, by table) and the notes on how far our data
+compare with the paper's live in ``published.yaml`` beside this module, not in code. A cell never shows a number that
+was not computed or published: a method not run shows "–", a metric undefined in every seed "n/d", and a row of a
+method this project does not implement shows the paper's numbers only. Undefined metrics are NaN inside the frames
+and empty cells in the CSV files, never the text "nan".
 """
 
 from __future__ import annotations
@@ -227,18 +227,21 @@ def _rows(spec: Mapping[str, Any], results: _Results) -> list[_Row]:
     return [row for rows in groups.values() for row in rows]
 
 
-def _paper(results: _Results, dataset: str, version: str, row: _Row) -> Mapping[str, float]:
-    return results.layout["published"].get(dataset, {}).get(version, {}).get(row.published_as, {})
+def _paper(results: _Results, key: str, dataset: str, version: str, row: _Row) -> Mapping[str, float]:
+    """The paper's numbers of a row in table ``key``, looked up by table: the paper's tables are separate experiments,
+    and a row may have numbers in one and none in another (Basic CL: Table 2 only)."""
+    return results.layout["published"].get(key, {}).get(dataset, {}).get(version, {}).get(row.published_as, {})
 
 
-def _used_versions(rows: Sequence[_Row], results: _Results) -> tuple[str, ...]:
+def _used_versions(key: str, rows: Sequence[_Row], results: _Results) -> tuple[str, ...]:
     """The versions where two rows of the table or more have results or paper numbers (else where one has): an
     ablation usually runs on one version, and columns of one filled row among dashes would only hide that."""
     ran = {(dataset, version, method) for dataset, version, method, _ in results.stats}
 
     def filled(version: str) -> int:
         return sum(
-            any((d, version, row.method) in ran or _paper(results, d, version, row) for d in results.datasets) for row in rows
+            any((d, version, row.method) in ran or _paper(results, key, d, version, row) for d in results.datasets)
+            for row in rows
         )
 
     counts = {version: filled(version) for version in results.versions}
@@ -276,7 +279,7 @@ def _table(key: str, results: _Results) -> tuple[_View, pd.DataFrame]:
     layout = results.layout
     spec = layout["tables"][key]
     rows = _rows(spec, results)
-    versions = results.versions if spec.get("all_versions") else _used_versions(rows, results)
+    versions = results.versions if spec.get("all_versions") else _used_versions(key, rows, results)
     pairs = tuple((anchor, negative) for anchor, negative in spec.get("pairs", []))
     blocks: list[_Block] = []
     records: list[dict[str, Any]] = []
@@ -287,7 +290,7 @@ def _table(key: str, results: _Results) -> tuple[_View, pd.DataFrame]:
         for row in rows:
             cells = []
             for version in versions:
-                published = _paper(results, dataset, version, row)
+                published = _paper(results, key, dataset, version, row)
                 for metric in metrics:
                     stats = results.stats.get((dataset, version, row.method or "", metric))
                     paper = published.get(metric)
@@ -505,6 +508,14 @@ def _sizes(sizes: Mapping[str, Mapping[str, int]], layout: Mapping[str, Any]) ->
     return "; ".join(f"{_label(layout, 'versions', version)}: {text}" for version, text in texts.items())
 
 
+def _dataset_note(dataset: str, context: Mapping[str, Any], layout: Mapping[str, Any]) -> str | None:
+    """The layout's note on a dataset, by its name or its format: a chest set named otherwise is still ChestX-ray14,
+    and one named chestxray14 gets the paper's chest numbers beside it."""
+    notes = layout.get("dataset_notes", {})
+    names = (dataset, context["datasets"].get(dataset, {}).get("format"))
+    return next((f"{_label(layout, 'datasets', dataset)}: {notes[name]}" for name in names if name in notes), None)
+
+
 def _notes(
     loaded: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
     datasets: Sequence[str],
@@ -513,15 +524,17 @@ def _notes(
     layout: Mapping[str, Any],
     indexes: Mapping[str, Mapping[str, Any]],
 ) -> tuple[str, ...]:
-    """The configuration that produced the tables, so that a table read on its own says what it measures."""
+    """The configuration that produced the tables, so that a table read on its own says what it measures, and how far
+    each dataset compares with the paper's."""
     finetune, pretrain = context["finetune"], context["pretrain"]
     balanced = ", class-balanced sampling" if finetune["balanced"] else ""
     loss = "grade regression (MSE)" if finetune["loss"] == "mse" else "cross-entropy"
+    budget = f"{pretrain['epochs']} epochs" if pretrain["steps"] is None else f"{pretrain['steps']} steps each"
     configuration = (
         f"Configuration: seeds {', '.join(map(str, context['seeds']))}; fine-tuning {finetune['epochs']} epochs, "
         f"input {finetune['input_size']} px, batch {finetune['batch_size']}, {finetune['optimizer']} lr {finetune['lr']}"
         f"{' cosine' if finetune['cosine'] else ''}, grading by {loss}{balanced}; "
-        f"pretraining {pretrain['arch']}, {pretrain['epochs']} epochs, batch {pretrain['batch_size']}, input {pretrain['input_size']} px."
+        f"pretraining {pretrain['arch']}, {budget}, batch {pretrain['batch_size']}, input {pretrain['input_size']} px."
     )
     if context.get("file"):
         configuration += f" Every setting: {context['file']}."
@@ -537,7 +550,24 @@ def _notes(
         removed = indexes.get(dataset, {}).get("boxed_test_images_removed")
         boxed = f" {removed} test images of its box list left the test split: they train the lesion detector." if removed else ""
         lines.append(f"{_label(layout, 'datasets', dataset)}: {where}split sizes {sizes}.{boxed}")
+        note = _dataset_note(dataset, context, layout)
+        if note:
+            lines.append(note)
     return tuple(lines)
+
+
+def _steps_note(steps: Mapping[tuple[str, str, str], int], variants: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The optimiser steps of the pretrainings: one number when every method had the same budget, else each
+    method's (a method of equal steps on every version named once), so that a table says what each row cost."""
+    if not steps:
+        return None
+    if len(set(steps.values())) == 1:
+        return f"Pretraining: every encoder {next(iter(steps.values()))} optimiser steps."
+    per_method: dict[str, list[int]] = {}
+    for (_, _, method), count in steps.items():
+        per_method.setdefault(str(variants.get(method, {}).get("name", method)), []).append(count)
+    parts = [f"{name} {'/'.join(map(str, dict.fromkeys(counts)))}" for name, counts in per_method.items()]
+    return "Pretraining steps (not equal budgets; pretrain.steps sets one): " + ", ".join(parts) + "."
 
 
 def _with_pretraining(run: Mapping[str, Any], document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -591,10 +621,12 @@ def write_tables(
     (name -> format and root, in table order), versions, seeds and the fine-tuning and pretraining settings;
     ``indexes``: dataset -> the summary.json of its original index (how many boxed images left its test split)."""
     layout = _layout()
-    loaded, partial = [], {}
+    loaded, partial, steps = [], {}, {}
     for run in runs:
         document, pretraining = _with_pretraining(run, _load(run))
         loaded.append((run, document))
+        if pretraining and "steps" in pretraining:
+            steps[(run["dataset"], run["version"], run["method"])] = int(pretraining["steps"])
         if pretraining and pretraining.get("pairs_without_images"):
             partial[(run["dataset"], run["version"], run["method"])] = tuple(tuple(pair) for pair in pretraining["pairs"])
     frame = _frame(loaded)
@@ -615,7 +647,11 @@ def write_tables(
         versions=versions,
         metrics={dataset: TASK_METRICS[task] for dataset, task in tasks.items()},
         variants=variants,
-        notes=(*([start] if start else []), *_notes(loaded, datasets, versions, context, layout, _read_indexes(indexes or {}))),
+        notes=(
+            *([start] if start else []),
+            *_notes(loaded, datasets, versions, context, layout, _read_indexes(indexes or {})),
+            *([budget] if (budget := _steps_note(steps, variants)) else []),
+        ),
         seeds=len(context["seeds"]),
     )
     folder = Path(folder)
