@@ -20,8 +20,11 @@ if not workflow.overwrite_configfiles:
 # The load-time checks need only the standard library, from the repository itself (with --use-conda, Snakemake's
 # environment is not the jobs' one).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from comcl.schema import SCHEMA_FILE, config_problem
+from comcl import results_lock
+from comcl.schema import SCHEMA_FILE, config_problem, size_problem
 
+if problem := size_problem(config):
+    raise WorkflowError(problem)
 try:
     validate(config, SCHEMA_FILE)
 except WorkflowError as error:
@@ -42,6 +45,19 @@ include: "workflow/rules/patches.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/report.smk"
+
+
+# One workflow at a time writes a results folder, whichever checkout or working folder it runs from.
+onstart:
+    results_lock.acquire(RESULTS, workflow.basedir)
+
+
+onsuccess:
+    results_lock.release(RESULTS)
+
+
+onerror:
+    results_lock.release(RESULTS)
 
 
 # On a cluster, the cheap rules (tables, figures, gathering) and the downloads (compute nodes may have no

@@ -259,6 +259,15 @@ def test_chest_bbox_unknown_finding(chest_copy, tmp_path):
     expect_error(chest_copy, tmp_path / "out", CHEST_FILES, f"line {n}", "'Hernia'")
 
 
+@pytest.mark.parametrize("box", ["nan,2,30,40", "1,2,inf,40"])
+def test_chest_bbox_with_a_nan_or_infinite_number(chest_copy, tmp_path, box):
+    boxes = chest_copy / "BBox_List_2017.csv"
+    image = (chest_copy / "Data_Entry_2017.csv").read_text().splitlines()[1].split(",")[0]
+    boxes.write_text(boxes.read_text() + f"{image},Mass,{box}\n")
+    n = len(boxes.read_text().splitlines())
+    expect_error(chest_copy, tmp_path / "out", CHEST_FILES, f"line {n}", "NaN or infinite")
+
+
 def test_chest_bad_quality_csv(chest_copy, tmp_path):
     (chest_copy / "quality.csv").write_text("Image Index,quality\nnot_there.png,low\n")
     expect_error(

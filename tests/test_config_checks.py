@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import yaml
 
 from comcl.detector.model_files import model_digest, model_files
 from comcl.pretrain.model import backbone
+from comcl.schema import size_problem
 from tests.conftest import REPO
 from tests.test_bad_input import load
+from tests.tiny_workflow import SNAKEMAKE, over_the_demo
 
 
 def test_a_misspelt_key_is_named_with_its_sections_keys_and_the_likely_one_in_a_few_lines(tmp_path):
@@ -47,3 +51,15 @@ def test_the_detector_model_is_its_content_not_its_path(tmp_path):
         "faster_rcnn_r18_fpn_small.py",
         "faster_rcnn_r50_fpn.py",
     ]
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_not_expanded(tmp_path):
+    """Nine levels of nine aliases: 9^9 values once expanded, a few hundred bytes as written."""
+    lines = ["a0: &a0 [x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    (tmp_path / "bomb.yaml").write_text("\n".join([*lines, "bomb: *a9"]) + "\n")
+    command = [*SNAKEMAKE, "-n", *over_the_demo(tmp_path / "bomb.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode != 0
+    assert "more than 100,000 values once its YAML aliases (*name) are expanded" in result.stdout + result.stderr
+    assert size_problem({"a": [1, 2, {"b": 3}]}) is None and size_problem(list(range(10)), limit=5)

@@ -88,6 +88,9 @@ HEADER = "image,split,grade\n"
         (HEADER + "a.jpg,train,1\nb.jpg,validation,0\n", 3, "split 'validation' is none of train, test"),
         (HEADER + "a.jpg,train,1\nb.jpg,train,0\n", None, "the test split is empty"),
         (HEADER + "x/a.jpg,train,1\ny/a.jpg,test,0\n", 3, "image 'a' is listed more than once"),
+        (HEADER + "a.jpg,train,1\n/data/victim/b.jpg,test,0\n", 3, "image '/data/victim/b.jpg' is not a path inside"),
+        (HEADER + "../../victim/a.jpg,train,1\nb.jpg,test,0\n", 2, "image '../../victim/a.jpg' is not a path inside"),
+        (HEADER + "a.jpg,train,1\nC:\\data\\b.jpg,test,0\n", 3, "is not a path inside the dataset's root"),
     ],
 )
 def test_a_bad_grading_table_is_refused_naming_its_line(tmp_path, text, line, message):

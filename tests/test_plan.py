@@ -58,11 +58,17 @@ def test_two_proportions_that_name_one_version_are_refused(config):
         plan.proportion_versions(config)
 
 
-@pytest.mark.parametrize("results", ["/", "  "])
+@pytest.mark.parametrize("results", ["/", "  ", str(REPO), str(REPO.parent), str(REPO / "config"), str(REPO / "src/comcl")])
 def test_results_must_be_a_folder_of_its_own(config, results):
     config["results"] = results
     with pytest.raises(plan.PlanError, match="set it to a folder of its own"):
-        plan.check_results_folder(config)
+        plan.check_results_folder(config, REPO)
+
+
+def test_results_inside_the_checkout_or_anywhere_else_are_fine(config, tmp_path):
+    for results in (str(REPO / "results/mine"), str(tmp_path / "out"), str(REPO / "out")):
+        config["results"] = results
+        plan.check_results_folder(config, REPO)
 
 
 def test_only_the_folders_of_the_synthetic_datasets_are_written_by_the_workflow(config):

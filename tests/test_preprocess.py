@@ -149,6 +149,17 @@ def test_a_folder_is_preprocessed_with_fallbacks_and_unreadable_files_reported_a
         assert image.size == (64, 64)
 
 
+def test_a_kept_output_that_was_cut_short_is_made_again(fundus, tmp_path):
+    """A full disk or a kill may leave a JPEG without its end; the resume check reads its last bytes."""
+    sources = [("good", write(tmp_path / "good.jpeg", fundus.image))]
+    dst = tmp_path / "out"
+    summary = preprocess_folder(sources, dst, SIZE, workers=1)
+    whole = (dst / "good.jpeg").read_bytes()
+    (dst / "good.jpeg").write_bytes(whole[: len(whole) // 2])  # newer than its source, the right size in its header
+    assert preprocess_folder(sources, dst, SIZE, workers=1) == summary
+    assert (dst / "good.jpeg").read_bytes() == whole
+
+
 def test_png_outputs_also_resume_with_their_field_of_view(fundus, tmp_path):
     sources = [("oval", write(tmp_path / "oval.jpeg", oval(fundus)))]
     summary = preprocess_folder(sources, tmp_path / "out", SIZE, workers=1, suffix=".png")

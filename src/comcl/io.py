@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import shutil
@@ -17,6 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from PIL import Image
+
+from comcl.errors import DataError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -57,6 +61,8 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         yield tmp
+        # mkdtemp makes the folder private (0700); the final one gets the usual mode, as mkdir() would give it.
+        os.chmod(tmp, 0o777 & ~_UMASK)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -102,15 +108,38 @@ def write_yaml(path: str | Path, obj: Any, header: str = "") -> None:
     write_text(path, comment + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
 
+def write_image(path: str | Path, image: Image.Image, **options: Any) -> None:
+    """Encode ``image`` in memory (the suffix picks the format), then write it atomically in one write whose size is
+    checked. Pillow's encoders ignore a short write to a full disk, so encoding into the file could rename a cut
+    image into place; here a full disk is one error naming the folder and the bytes needed."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    image.save(buffer, format=Image.registered_extensions()[path.suffix.lower()], **options)
+    data = buffer.getvalue()
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                written = handle.write(data)
+            if written != len(data) or tmp.stat().st_size != len(data):
+                raise OSError(errno.ENOSPC, f"wrote {tmp.stat().st_size} of {len(data)} bytes")
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DataError(
+            f"no space left to write {path.name} ({len(data):,} bytes) in {path.parent}",
+            path=path.parent,
+            hint="free space on that disk, or set `results` to a folder on a disk with room, then run the workflow again",
+        ) from None
+
+
 def save_image(path: str | Path, image: np.ndarray) -> None:
     """Write a uint8 grayscale or RGB array; the suffix picks the format (JPEG, PNG, TIFF)."""
-    with atomic_path(path) as tmp:
-        options: dict[str, Any] = {}
-        if tmp.suffix.lower() in {".jpg", ".jpeg"}:
-            options = {"quality": JPEG_QUALITY}
-        elif tmp.suffix.lower() in {".tif", ".tiff"}:
-            options = {"compression": "tiff_lzw"}
-        Image.fromarray(image).save(tmp, **options)
+    options: dict[str, Any] = {}
+    if Path(path).suffix.lower() in {".jpg", ".jpeg"}:
+        options = {"quality": JPEG_QUALITY}
+    elif Path(path).suffix.lower() in {".tif", ".tiff"}:
+        options = {"compression": "tiff_lzw"}
+    write_image(path, Image.fromarray(image), **options)
 
 
 def write_table(path: str | Path, frame: pd.DataFrame, metadata: dict[str, Any]) -> None:

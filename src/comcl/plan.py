@@ -58,12 +58,22 @@ def section(config: Config, *keys: str, drop: Iterable[str] = ()) -> Any:
     return canonical({k: v for k, v in value.items() if k not in dropped})
 
 
-def check_results_folder(config: Config) -> None:
-    """`results` holds all the workflow writes, the synthetic data included; never the file system's root."""
+# Folders of the checkout that hold the project's own files: no results folder may lie in one.
+SHIPPED_FOLDERS = (".ci", ".git", "benchmarks", "config", "docs", "envs", "profiles", "scripts", "src", "tests", "workflow")
+
+
+def check_results_folder(config: Config, basedir: str | Path) -> None:
+    """`results` holds all the workflow writes, the synthetic data included: never the file system's root, the
+    checkout (``basedir``) or a folder above it, nor one of the folders the checkout ships (`results: config`
+    would overwrite the tracked config/config.yaml with the resolved configuration)."""
     results = config["results"]
-    folder = Path(results).resolve()
-    if not results.strip() or folder == Path(folder.anchor):
-        raise PlanError(f"results is {results!r}: set it to a folder of its own, such as results/mydata")
+    folder, checkout = Path(results).resolve(), Path(basedir).resolve()
+    inside_shipped = any(folder.is_relative_to(checkout / name) for name in SHIPPED_FOLDERS)
+    if not results.strip() or folder == Path(folder.anchor) or checkout.is_relative_to(folder) or inside_shipped:
+        raise PlanError(
+            f"results is {results!r}: set it to a folder of its own, such as results/mydata (not the checkout, a folder "
+            f"above it, or one of its own folders {', '.join(SHIPPED_FOLDERS)})"
+        )
 
 
 def proportion_versions(config: Config) -> dict[str, float]:

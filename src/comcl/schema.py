@@ -37,3 +37,30 @@ def _known_keys(instance: Any, schema: Mapping[str, Any]) -> str:
     guesses = [f"{key!r} -> {match[0]!r}" for key in unknown if (match := difflib.get_close_matches(str(key), known, n=1))]
     text = f"\n  This section's keys: {', '.join(known)}"
     return text + (f"\n  Did you mean: {'; '.join(guesses)}" if guesses else "")
+
+
+# Far more values than any configuration of this workflow holds (the paper's has a few hundred).
+MAX_VALUES = 100_000
+
+
+def size_problem(config: Any, limit: int = MAX_VALUES) -> str | None:
+    """A refusal when the configuration holds more than ``limit`` values once YAML's aliases are expanded.
+
+    An alias is a reference, so nine nested levels of nine aliases load at once, but anything that walks or
+    prints the document (the schema's validation does both) meets 9^9 values and runs for hours. The walk
+    here stops as soon as it has counted past the limit.
+    """
+    count, stack = 0, [config]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > limit:
+            return (
+                f"configuration error: the configuration holds more than {limit:,} values once its YAML aliases (*name) "
+                "are expanded; write the repeated parts out, or use fewer nested aliases"
+            )
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return None

@@ -29,7 +29,7 @@ def load_variant(name):
     return plan.canonical(variant)
 
 
-planned(plan.check_results_folder)
+planned(plan.check_results_folder, workflow.basedir)
 RESULTS = config["results"]
 DATASETS = list(config["datasets"])
 SYNTHETIC = config["synthetic"]["datasets"]

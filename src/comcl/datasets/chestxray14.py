@@ -10,6 +10,7 @@ and it spells ``Infiltrate`` where Data_Entry says ``Infiltration``.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -115,6 +116,8 @@ def read_bbox_list(path: str | Path) -> pd.DataFrame:
             x, y, w, h = (float(value) for value in row[2:6])
         except ValueError as error:
             raise DataError(f"box is not four numbers: {row[2:6]}", path=path, line=line, hint="fix or remove the row") from error
+        if not all(math.isfinite(value) for value in (x, y, w, h)):
+            raise DataError(f"box has a NaN or infinite number: {row[2:6]}", path=path, line=line, hint="fix or remove the row")
         if w <= 0 or h <= 0:
             raise DataError(f"box has no area: w={w}, h={h}", path=path, line=line, hint="fix or remove the row")
         records.append((row[0].strip(), finding, x, y, w, h, line))

@@ -50,7 +50,7 @@ from comcl.datasets.sources import resolve
 from comcl.errors import DataError
 from comcl.fov import estimate_fov_mask
 from comcl.images import UnusableImage, checked_image
-from comcl.io import JPEG_QUALITY, atomic_directory, atomic_path, remove_partial_writes, write_json
+from comcl.io import JPEG_QUALITY, atomic_directory, remove_partial_writes, write_image, write_json
 from comcl.parallel import parallel_map
 
 log = logging.getLogger(__name__)
@@ -217,25 +217,27 @@ def _save(path: Path, image: np.ndarray, fov: FovResult) -> None:
     """Write atomically, with the field of view in the file's comment, so that a resumed run can
     report how a kept output was made without decoding its source again."""
     text = _COMMENT_KEY + json.dumps(asdict(fov))
-    with atomic_path(path) as tmp:
-        if tmp.suffix.lower() == ".png":
-            info = PngImagePlugin.PngInfo()
-            info.add_text("comment", text)
-            Image.fromarray(image).save(tmp, pnginfo=info)
-        else:
-            Image.fromarray(image).save(tmp, quality=JPEG_QUALITY, comment=text.encode())
+    if path.suffix.lower() == ".png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("comment", text)
+        write_image(path, Image.fromarray(image), pnginfo=info)
+    else:
+        write_image(path, Image.fromarray(image), quality=JPEG_QUALITY, comment=text.encode())
 
 
 def _kept(path: Path, source: Path, size: int) -> FovResult | None:
-    """The recorded field of view of an up-to-date output (right size, newer than its source)."""
+    """The recorded field of view of an up-to-date output (right size, newer than its source, whole: a file cut short
+    by a full disk or a kill is made again)."""
     try:
         if path.stat().st_mtime < source.stat().st_mtime:
             return None
+        with checked_image(path, decode=False):
+            pass
         with Image.open(path) as image:
             comment = image.info.get("comment", b"")
             if image.size != (size, size):
                 return None
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, UnusableImage):
         return None
     text = comment.decode(errors="replace") if isinstance(comment, bytes) else str(comment)
     if not text.startswith(_COMMENT_KEY):

@@ -38,6 +38,7 @@ def read_labels(path: str | Path, task: str, findings: Sequence[str] | None, num
         raise DataError("the label file has a header but no rows", path=path, hint="add a row per image")
     frame["line"] = frame.index + 2
     frame["image"] = frame["image"].str.strip()
+    _check_inside(frame, path)
     _check_choice(frame, "split", SPLITS, path)
     for split in SPLITS:
         if not (frame["split"] == split).any():
@@ -56,6 +57,20 @@ def read_labels(path: str | Path, task: str, findings: Sequence[str] | None, num
     for name in labels:
         frame[name] = check_values(frame, name, (0, 1), path, what=f"value of finding {name!r}").astype(bool)
     return frame, len(labels)
+
+
+def _check_inside(frame: pd.DataFrame, path: Path) -> None:
+    """Every image lies under the dataset's root: an absolute path or a ``..`` would let preprocessing read, and
+    write its output beside, a file anywhere (a user's source image overwritten in place)."""
+    for row in frame.itertuples():
+        name = PurePosixPath(row.image.replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts or (row.image[1:2] == ":"):
+            raise DataError(
+                f"image {row.image!r} is not a path inside the dataset's root",
+                path=path,
+                line=int(row.line),
+                hint="give each image relative to the dataset's root, without '..' (copy or link the files under it)",
+            )
 
 
 def _check_choice(frame: pd.DataFrame, column: str, allowed: Sequence[str], path: Path) -> None:

@@ -231,6 +231,12 @@ def _coco_box(annotation: Mapping[str, Any], image: pd.Series, path: Path) -> tu
     if not numbers or len(bbox) != 4:
         raise DataError(f"{where}: bbox {bbox!r} is not [x, y, width, height]", path=path, hint=f"{COCO_EXPORT} again")
     x, y, w, h = map(float, bbox)
+    # JSON readers take NaN and Infinity, and every comparison with NaN is False: the checks below would pass it.
+    area = annotation.get("area")
+    if not np.isfinite([x, y, w, h]).all() or (area is not None and not np.isfinite(float(area))):
+        raise DataError(
+            f"{where}: bbox {bbox} (area {area}) has a NaN or infinite number", path=path, hint=f"delete or redraw it; {_RELABEL}"
+        )
     if w <= 0 or h <= 0:
         raise DataError(
             f"{where}: box {bbox} has no area (width or height <= 0)", path=path, hint=f"delete or redraw it; {_RELABEL}"
