@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from comcl.datasets.fetch import fetch_source
 from comcl.datasets.table import read_labels
 from comcl.errors import DataError
 from comcl.index.build import build_index
@@ -98,6 +99,21 @@ def test_a_bad_grading_table_is_refused_naming_its_line(tmp_path, text, line, me
         read_labels(write_csv(tmp_path / "labels.csv", text), "grading", None, num_classes=5)
     assert message in str(error.value) and error.value.line == line
     assert "What to do" in str(error.value)
+
+
+def test_an_image_linked_from_outside_the_root_is_refused_unless_the_dataset_allows_it(tmp_path):
+    setup = write_table_dataset(tmp_path / "mine")
+    labels = pd.read_csv(tmp_path / "mine/labels.csv")
+    inside = tmp_path / "mine" / labels["image"].iloc[2]
+    outside = tmp_path / "elsewhere" / inside.name
+    outside.parent.mkdir()
+    inside.rename(outside)
+    inside.symlink_to(outside)
+    source = {**setup["dataset"], "labels": "labels.csv"}
+    with pytest.raises(DataError, match=r"labels\.csv, line 4: 1 of 18 labelled images are links to files outside") as error:
+        fetch_source("mine", source, tmp_path / "fetch.json")
+    assert "links_outside_root: true" in str(error.value)
+    assert fetch_source("mine", {**source, "links_outside_root": True}, tmp_path / "fetch.json")["labels"]["rows"] == 18
 
 
 def test_a_finding_column_with_other_values_than_0_and_1_is_refused(tmp_path):

@@ -229,6 +229,15 @@ def _table(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dic
             line=int(missing["line"].iloc[0]),
             hint="the image column holds paths relative to the dataset's root: put the images there, or remove their rows",
         )
+    inside = root.resolve()
+    escaping = labels[[not (root / name).resolve().is_relative_to(inside) for name in labels["image"]]]
+    if len(escaping) and not source.get("links_outside_root", False):
+        raise DataError(
+            f"{len(escaping)} of {len(labels)} labelled images are links to files outside {root}:\n{_listing(escaping, 'image')}",
+            path=label_file,
+            line=int(escaping["line"].iloc[0]),
+            hint="copy the files under the root (or link the root folder itself), or set links_outside_root: true in the dataset",
+        )
     splits = {split: int(count) for split, count in labels["split"].value_counts().items()}
     return {"labels": {"file": str(label_file), "rows": len(labels), "classes": classes, "splits": splits}}
 
