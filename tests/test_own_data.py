@@ -90,6 +90,8 @@ HEADER = "image,split,grade\n"
         (HEADER + "a.jpg,train,1\nb.jpg,train,0\n", None, "the test split is empty"),
         (HEADER + "x/a.jpg,train,1\ny/a.jpg,test,0\n", 3, "image 'a' is listed more than once"),
         (HEADER + "a.jpg,train,1\n/data/victim/b.jpg,test,0\n", 3, "image '/data/victim/b.jpg' is not a path inside"),
+        (HEADER + "a.jpg,train,1\nb.jpg,test,3.0\n", 3, "unknown grade (0-4) '3.0'"),
+        ("image,split,grade,quality\na.jpg,train,1,Good\nb.jpg,test,0,bad\n", 3, "quality 'bad' is none of high, low, good"),
         (HEADER + "../../victim/a.jpg,train,1\nb.jpg,test,0\n", 2, "image '../../victim/a.jpg' is not a path inside"),
         (HEADER + "a.jpg,train,1\nC:\\data\\b.jpg,test,0\n", 3, "is not a path inside the dataset's root"),
     ],
@@ -114,6 +116,12 @@ def test_an_image_linked_from_outside_the_root_is_refused_unless_the_dataset_all
         fetch_source("mine", source, tmp_path / "fetch.json")
     assert "links_outside_root: true" in str(error.value)
     assert fetch_source("mine", {**source, "links_outside_root": True}, tmp_path / "fetch.json")["labels"]["rows"] == 18
+
+
+def test_a_quality_column_takes_eyeqs_words_and_numbers(tmp_path):
+    text = "image,split,grade,quality\na.jpg,train,1,Good\nb.jpg,train,0,usable\nc.jpg,test,0,REJECT\nd.jpg,test,2,0\ne.jpg,test,2,2\nf.jpg,test,0,low\n"
+    frame, _ = read_labels(write_csv(tmp_path / "labels.csv", text), "grading", None, num_classes=5)
+    assert frame["quality"].tolist() == ["high", "low", "low", "high", "low", "low"]
 
 
 def test_a_finding_column_with_other_values_than_0_and_1_is_refused(tmp_path):

@@ -166,6 +166,39 @@ def test_the_linear_evaluation_and_the_paired_comparisons_cover_every_encoder(wo
     assert "CoMCL − Basic CL" in (workdir / "out/tables/comparisons.md").read_text()
 
 
+def _same(frame: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """Equal tables, up to the results folder's name in the paths they hold."""
+    return frame.replace(r"^out/", "again/", regex=True).equals(other)
+
+
+@pytest.mark.workflow
+def test_a_rerun_with_other_cores_gives_the_same_detections_patches_encoders_and_fine_tunings(workdir):
+    """The tiny run had --cores 2; the EyeQ chain again from nothing with --cores 1, its PyTorch jobs at the
+    configured two threads, into a results folder of its own."""
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["results"] = "again"
+    for dataset in config["datasets"].values():
+        dataset["root"] = dataset["root"].replace("out/", "again/", 1)
+    config["detector"]["annotations"]["eyeq"]["root"] = "again/synthetic/idrid"
+    (workdir / "again.yaml").write_text(yaml.safe_dump(config))
+    targets = ["again/eyeq/original/finetune/comcl/seed0/metrics.json", "again/eyeq/original/pretrain/basic_cl/encoder.pt"]
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "1", *targets]
+    result = subprocess.run([*command, *over_the_demo(workdir / "again.yaml")], capture_output=True, text=True, cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for table in ("eyeq/original/detections.parquet", "eyeq/original/patches.parquet"):
+        assert _same(read_table(workdir / "out" / table)[0], read_table(workdir / "again" / table)[0]), table
+    for encoder in ("basic_cl", "comcl"):
+        first, second = (
+            torch.load(workdir / f"{r}/eyeq/original/pretrain/{encoder}/encoder.pt", weights_only=True) for r in ("out", "again")
+        )
+        assert all(torch.equal(first[key], second[key]) for key in first), encoder
+    first, second = (
+        json.loads((workdir / f"{r}/eyeq/original/finetune/comcl/seed0/metrics.json").read_text()) for r in ("out", "again")
+    )
+    assert first["test"] == second["test"] and first["history"] == second["history"]
+    shutil.rmtree(workdir / "again")
+
+
 @pytest.mark.workflow
 def test_nothing_reruns_when_nothing_changed(workdir):
     assert planned_jobs(snakemake(workdir, "-n")) == {}

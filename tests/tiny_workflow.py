@@ -12,6 +12,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DEMO = SNAKEFILE.parent / "config" / "config.yaml"
 TINY = {
     "results": "out",
+    "threads": 2,  # every PyTorch job's, whatever --cores: a rerun with other cores gives the same bytes
     "synthetic": {
         "datasets": ["eyeq", "idrid", "chestxray14"],
         "eyeq": {"n_train": 8, "n_test": 6, "height": 96, "width": 120},

@@ -73,6 +73,11 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+# A PyTorch job's intra-op threads: the configured number (the same whatever --cores), else the job's cores. The
+# rules pass `threads` itself as a param, so that another --cores does not rerun them.
+TORCH_THREADS = config["threads"] or workflow.cores
+
+
 def index_table(version):
     """A dataset version's index (`version` a name or a wildcard such as "{proportion}")."""
     return f"{RESULTS}/{{dataset}}/{version}/index.parquet"

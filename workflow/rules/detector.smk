@@ -44,10 +44,11 @@ rule train_detector:
         f"{RESULTS}/benchmarks/train_detector/{{dataset}}.tsv"
     conda:
         "../../envs/comcl.yaml"
-    threads: workflow.cores
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
+        threads=config["threads"],
         training={
             key: config["detector"][key]
             for key in [
@@ -84,10 +85,11 @@ rule detect:
         f"{RESULTS}/benchmarks/detect/{{dataset}}_{{version}}.tsv"
     conda:
         "../../envs/comcl.yaml"
-    threads: workflow.cores
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
+        threads=config["threads"],
         detect=section("detect"),
         model_digest=DETECTOR_MODEL_DIGEST,
     script:

@@ -16,10 +16,11 @@ rule finetune:
         f"{RESULTS}/benchmarks/finetune/{{dataset}}_{{version}}_{{method}}_seed{{seed}}.tsv"
     conda:
         "../../envs/comcl.yaml"
-    threads: workflow.cores
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
+        threads=config["threads"],
         finetune=lambda wildcards: {
             **section("finetune", drop=("baselines", "seeds")),
             "arch": plan.finetune_setup(config, wildcards.method)["arch"],
@@ -48,10 +49,11 @@ rule linear_eval:
         f"{RESULTS}/benchmarks/linear_eval/{{dataset}}_{{version}}.tsv"
     conda:
         "../../envs/comcl.yaml"
-    threads: workflow.cores
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
+        threads=config["threads"],
         encoders=lambda wildcards: {
             variant: rules.pretrain.output.encoder.format(variant=variant, **wildcards)
             for variant in plan.pretrained_on(config, wildcards.version)

@@ -22,10 +22,11 @@ rule pretrain:
         f"{RESULTS}/benchmarks/pretrain/{{dataset}}_{{version}}_{{variant}}.tsv"
     conda:
         "../../envs/comcl.yaml"
-    threads: workflow.cores
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
+        threads=config["threads"],
         variant=lambda wildcards: VARIANTS[wildcards.variant],
         # Whole images are seen at the scale fine-tuning sees them, as the patches are cut.
         pretrain={**section("pretrain", drop=("runs",)), "lesion_scale": config["finetune"]["input_size"]},

@@ -155,10 +155,11 @@ rule tsne:
         f"{RESULTS}/benchmarks/tsne/{{dataset}}_{{version}}.tsv"
     conda:
         "../../envs/comcl.yaml"
-    threads: workflow.cores
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
+        threads=config["threads"],
         encoders=lambda wildcards: {
             method_label(variant): rules.pretrain.output.encoder.format(variant=variant, **wildcards)
             for variant in tsne_variants(wildcards)
@@ -188,10 +189,11 @@ rule gradcam:
         f"{RESULTS}/benchmarks/gradcam/{{dataset}}_{{version}}.tsv"
     conda:
         "../../envs/comcl.yaml"
-    threads: workflow.cores
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     params:
+        threads=config["threads"],
         models=gradcam_models,
         gradcam=section("figures", "gradcam", drop=("methods",)),
         input_size=config["finetune"]["input_size"],

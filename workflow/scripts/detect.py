@@ -11,5 +11,5 @@ with job_log(snakemake.log[0]):  # noqa: F821
         annotations=snakemake.input.annotations,  # noqa: F821
         params=snakemake.params.detect,  # noqa: F821
         detections=snakemake.output[0],  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        threads=snakemake.params.threads or snakemake.threads,  # noqa: F821
     )

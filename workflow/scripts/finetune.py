@@ -19,5 +19,5 @@ if __name__ == "__main__":
             predictions=snakemake.output.predictions,  # noqa: F821
             training_log=snakemake.output.training_log,  # noqa: F821
             model_file=snakemake.output.model,  # noqa: F821
-            threads=snakemake.threads,  # noqa: F821
+            threads=snakemake.params.threads or snakemake.threads,  # noqa: F821
         )

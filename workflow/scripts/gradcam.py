@@ -6,7 +6,7 @@ from comcl.logs import job_log
 from comcl.report.gradcam import run_gradcam
 
 with job_log(snakemake.log[0]):  # noqa: F821
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
+    torch.set_num_threads(snakemake.params.threads or snakemake.threads)  # noqa: F821
     run_gradcam(
         index=snakemake.input.index,  # noqa: F821
         models=snakemake.params.models,  # noqa: F821

@@ -10,5 +10,5 @@ with job_log(snakemake.log[0]):  # noqa: F821
         params=snakemake.params.linear,  # noqa: F821
         metrics=snakemake.output.metrics,  # noqa: F821
         predictions=snakemake.output.predictions,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        threads=snakemake.params.threads or snakemake.threads,  # noqa: F821
     )

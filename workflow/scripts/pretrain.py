@@ -19,5 +19,5 @@ if __name__ == "__main__":
             training_log=snakemake.output.training_log,  # noqa: F821
             curves=snakemake.output.curves,  # noqa: F821
             summary=snakemake.output.summary,  # noqa: F821
-            threads=snakemake.threads,  # noqa: F821
+            threads=snakemake.params.threads or snakemake.threads,  # noqa: F821
         )

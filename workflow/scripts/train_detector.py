@@ -13,5 +13,5 @@ with job_log(snakemake.log[0]):  # noqa: F821
         metrics=snakemake.output.metrics,  # noqa: F821
         training_log=snakemake.output.training_log,  # noqa: F821
         figure=snakemake.output.figure,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        threads=snakemake.params.threads or snakemake.threads,  # noqa: F821
     )

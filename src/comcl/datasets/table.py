@@ -2,7 +2,7 @@
 
 Columns: ``image`` (the file, relative to the dataset's root), ``split`` (``train`` or ``test``), the
 labels, and optionally ``patient`` (default: the image: each its own patient) and ``quality``
-(``high``/``low``). Labels: for ``grading`` a ``grade`` column of integers 0 .. num_classes - 1; for
+(``high``/``low``, or EyeQ's ``Good``/``Usable``/``Reject`` or 0/1/2). Labels: for ``grading`` a ``grade`` column of integers 0 .. num_classes - 1; for
 ``multilabel`` one 0/1 column per finding. An image's id is its file name without the extension
 (as for every format: the detector's boxes are matched to it by that), so two files of one name in
 different folders are refused.
@@ -21,7 +21,18 @@ from comcl.errors import DataError
 from comcl.io import atomic_path
 
 SPLITS = ("train", "test")
-QUALITIES = ("high", "low")
+# A quality column's words: high/low, or EyeQ's grades by name or number (Good is high quality, Usable and Reject
+# low, as the EyeQ reader reads them).
+QUALITY_WORDS = {
+    "high": "high",
+    "low": "low",
+    "good": "high",
+    "usable": "low",
+    "reject": "low",
+    "0": "high",
+    "1": "low",
+    "2": "low",
+}
 GRADE = "grade"
 
 
@@ -44,7 +55,17 @@ def read_labels(path: str | Path, task: str, findings: Sequence[str] | None, num
         if not (frame["split"] == split).any():
             raise DataError(f"the {split} split is empty", path=path, hint=f"give at least one image split {split}")
     if "quality" in frame.columns:
-        _check_choice(frame, "quality", QUALITIES, path)
+        words = frame["quality"].str.strip().str.lower()
+        frame["quality"] = words.map(QUALITY_WORDS)
+        unknown = frame[frame["quality"].isna()]
+        if len(unknown):
+            row = unknown.iloc[0]
+            raise DataError(
+                f"quality {words[row.name]!r} is none of {', '.join(QUALITY_WORDS)}",
+                path=path,
+                line=int(row["line"]),
+                hint="write high or low, or EyeQ's Good / Usable / Reject (0 / 1 / 2: Good is high quality, the others low)",
+            )
     frame["image_id"] = frame["image"].map(lambda name: PurePosixPath(name).stem)
     check_unique(frame, "image_id", path)
     patients = frame["patient"].str.strip() if "patient" in frame.columns else pd.Series("", index=frame.index)

@@ -38,8 +38,11 @@ def check_columns(frame: pd.DataFrame, required: Iterable[str], path: Path, expe
 def check_values(
     frame: pd.DataFrame, column: str, allowed: Collection[int] | Mapping[int, Any], path: Path, what: str
 ) -> pd.Series:
-    """Parse ``column`` as integers from ``allowed``; the first offending row is reported."""
-    values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
+    """Parse ``column`` as integers from ``allowed``; the first offending row is reported. A value must be written
+    as an integer: "3.0" is refused, as a float in a label column usually means a file that went through a
+    spreadsheet or a column with missing values."""
+    text = frame[column].str.strip()
+    values = pd.to_numeric(text.where(text.str.fullmatch(r"[+-]?\d+")), errors="coerce")
     bad = values.isna() | ~values.isin(list(allowed))
     if bad.any():
         row = frame[bad].iloc[0]
@@ -47,7 +50,7 @@ def check_values(
             f"unknown {what} {row[column]!r} in column {column!r} ({int(bad.sum())} such rows)",
             path=path,
             line=int(row["line"]),
-            hint=f"allowed values are {sorted(allowed)}; fix or remove the row",
+            hint=f"allowed values are {sorted(allowed)}, written as integers (3, not 3.0); fix or remove the row",
         )
     return values.astype("int8")
 
