@@ -100,7 +100,7 @@ def test_a_run_resumes_on_two_processes_from_the_checkpoint_of_one(data, tmp_pat
     class Killed(Exception):
         pass
 
-    original, calls = torch.optim.Adam.step, {"n": 0}
+    original, calls = torch.optim.AdamW.step, {"n": 0}
 
     def step_then_die(self, *args, **kwargs):
         calls["n"] += 1
@@ -109,10 +109,10 @@ def test_a_run_resumes_on_two_processes_from_the_checkpoint_of_one(data, tmp_pat
         return original(self, *args, **kwargs)
 
     stopped = tmp_path / "stopped"
-    monkeypatch.setattr(torch.optim.Adam, "step", step_then_die)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_die)
     with pytest.raises(Killed):
         pretrain(VARIANTS["comcl"], PRETRAIN, store, index, stopped / "work", **outputs(stopped), threads=2)
-    monkeypatch.setattr(torch.optim.Adam, "step", original)
+    monkeypatch.setattr(torch.optim.AdamW, "step", original)
     assert torch.load(stopped / "work" / CHECKPOINT, weights_only=True)["step"] == 2
 
     resumed = pretrain(VARIANTS["comcl"], PRETRAIN, store, index, stopped / "work", **outputs(stopped), threads=2, world_size=2)

@@ -25,7 +25,7 @@ Config = Mapping[str, Any]
 
 # Keys that only the fetch rules read: where the data come from, not what they are. The rules that read the data
 # do not get them, so that a moved URL reruns the fetch rule alone.
-FETCH_KEYS = ("download", "archive", "expected_images")
+FETCH_KEYS = ("download", "archive", "expected_images", "links_outside_root")
 
 # The keys of a dataset of NIH's format that its own lesion boxes (BBox_List_2017.csv) are read with.
 NIH_BOX_KEYS = ("root", "bbox_list", "data_entry", "images")
