@@ -24,6 +24,11 @@ from comcl.pretrain.model import ContrastiveModel, backbone
 RESULTS = Path("results/evidence")
 OUT = Path("docs/evidence/controls/features.md")
 IMAGES = 96
+MOVED = ("conv1.weight", "layer2.0.conv1.weight", "layer4.1.conv2.weight")
+
+
+def cosine(first: torch.Tensor, second: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(first.flatten().float(), second.flatten().float(), dim=0))
 
 
 def participation_ratio(features: np.ndarray) -> float:
@@ -45,8 +50,12 @@ def main() -> None:
         f"Written by `scripts/evidence_features.py`: pooled features of the first {IMAGES} training images at {size} px,",
         "batch norm in training mode; the participation ratio counts the directions that carry their variance.",
         "",
-        "| version | encoder | participation ratio | std across images / mean abs |",
-        "| --- | --- | ---: | ---: |",
+        "Beside it, how far pretraining moved each encoder from that start: the cosine similarity of the weights of",
+        f"{', '.join(MOVED)} with the start's, and the rms of the last one's off-centre 3x3 taps (the weights",
+        "that got no gradient at 1x1 maps).",
+        "",
+        "| version | encoder | participation ratio | std across images / mean abs | cosine with the start | off-centre rms |",
+        "| --- | --- | ---: | ---: | --- | ---: |",
     ]
     for version in sorted({path.parents[2].name for path in RESULTS.glob("eyeq/*/pretrain/*/encoder.pt")}):
         frame, meta = read_table(RESULTS / "eyeq" / version / "index.parquet")
@@ -62,7 +71,13 @@ def main() -> None:
             with torch.no_grad():
                 features = network(images).numpy()
             spread = features.std(axis=0).mean() / np.abs(features).mean()
-            lines.append(f"| {version} | {name} | {participation_ratio(features):.1f} | {spread:.3f} |")
+            cosines = ", ".join(f"{cosine(state[key], encoders['start (untrained)'][key]):.3f}" for key in MOVED)
+            taps = state[MOVED[-1]].clone()
+            taps[:, :, 1, 1] = 0  # the centre tap out; eight of nine remain
+            off_centre = float(taps.square().sum().div(taps.numel() * 8 / 9).sqrt())
+            lines.append(
+                f"| {version} | {name} | {participation_ratio(features):.1f} | {spread:.3f} | {cosines} | {off_centre:.4f} |"
+            )
     write_text(OUT, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
