@@ -1,11 +1,13 @@
 """What the benchmark scripts share (run as ``python benchmarks/<script>.py``): argument types, how a figure is
-judged against its target, and the footer of wall time and load."""
+judged against its target, the bytes of a batch, and the footer of wall time and load."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import time
+from collections.abc import Mapping
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -38,3 +40,10 @@ def print_footer(wall_start: float, included: str, load_before: float, threads: 
             else ""
         )
     )
+
+
+def item_bytes(item: Any) -> int:
+    """Bytes of every array or tensor in a (nested) mapping, such as a loader's batch."""
+    if isinstance(item, Mapping):
+        return sum(item_bytes(value) for value in item.values())
+    return int(item.nbytes)

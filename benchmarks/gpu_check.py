@@ -76,7 +76,7 @@ import torch.nn.functional as F
 import torch.utils.data
 import torchvision
 import yaml
-from cli import positive_int, print_footer, verdict
+from cli import item_bytes, positive_int, print_footer, verdict
 from pretrain_step import Step, Variant, time_in_turns
 
 from comcl.augment import build_augmentation
@@ -439,7 +439,16 @@ def check_loader(
         members = group_members(source, groups, "train")
         preset = PRETRAIN["augment"][source.store.metadata["modality"]]
         augment = build_augmentation(preset, args.size)
-        batches = StepBatches(source, {name: members[name] for name in comcl.used}, args.per_level, augment, args.seed)
+        batches = StepBatches(
+            source,
+            {name: members[name] for name in comcl.used},
+            args.per_level,
+            augment,
+            args.seed,
+            anchors=comcl.anchors,
+            on_device=cuda,  # as pretrain does: on a GPU the workers hand over the patches, the device makes the views
+        )
+        batch_bytes = item_bytes(batches[0])
         loader = torch.utils.data.DataLoader(
             batches,
             batch_size=None,
@@ -455,8 +464,7 @@ def check_loader(
     loader_seconds = statistics.median(rounds) / per_round  # per step
 
     patches = comcl.patches
-    views = 2 * patches  # StepBatches augments two views of every group's patches
-    used_views = comcl.query_images + patches  # view 1 of the anchor groups, view 2 of every group
+    used_views = comcl.query_images + patches  # view 1 of the anchor groups, view 2 of every group: all that is made
     total_patches = len(groups) * args.store_per_level
     print(f"3. Patch-store loader (StepBatches, {preset['preset']} augmentation) against what the CoMCL step consumes")
     print(
@@ -467,21 +475,18 @@ def check_loader(
     shm = f", /dev/shm {shutil.disk_usage('/dev/shm').free / 2**30:.1f} GiB free" if os.path.isdir("/dev/shm") else ""
     print(
         f"  DataLoader as pretrain's: one step per item, {args.workers} workers, pin_memory {cuda}; a step's batch is "
-        f"{len(comcl.used)} groups x 2 views x {args.per_level} of (3, {args.size}, {args.size}) float32 = "
-        f"{views * 3 * args.size**2 * 4 / 1e6:.1f} MB (up to {_PREFETCH * per_round} in flight{shm})"
+        f"{batch_bytes / 1e6:.1f} MB of uint8 {'patches and view parameters (views made on the device)' if cuda else 'views'} "
+        f"(up to {_PREFETCH * per_round} in flight{shm})"
     )
     print(
         f"  loader: median of {args.rounds} rounds of {per_round} steps after a first round of {first_round:.1f} s "
         "(worker start-up); timed alone, without a training step beside it"
     )
     print(f"  {'':<34} {'ms/step':>9} {'patches/s':>10} {'views/step':>10} {'views/s':>9}")
-    rows = (("loader delivers", loader_seconds, views), ("CoMCL step (part 1) consumes", step_seconds, used_views))
+    rows = (("loader delivers", loader_seconds, used_views), ("CoMCL step (part 1) consumes", step_seconds, used_views))
     for label, seconds, count in rows:
         print(f"  {label:<34} {1000 * seconds:>9.1f} {patches / seconds:>10.1f} {count:>10} {count / seconds:>9.1f}")
-    print(
-        f"  views/step: the loader augments two views of every patch ({views}); the step uses view 1 of the anchor "
-        f"groups and view 2 of every group ({used_views})"
-    )
+    print(f"  views/step: view 1 of the anchor groups and view 2 of every group ({used_views}), the only ones made")
     ratio = step_seconds / loader_seconds
     keeps = "keeps up" if ratio >= args.target_loader else "does not keep up"
     print(f"  loader / consumption, patches/s: {verdict(ratio, args.target_loader)}: the loader {keeps}")

@@ -32,8 +32,9 @@ Measures, and prints as plain-text tables:
    few synthetic fundus photographs (512 x 640, each as rendered and degraded; whatever ``--grey``
    says) written once as JPEG files: half of the rows lesion levels (L, L~) with up to four
    detections each (the rendered lesions' boxes, all but one above ``conf``), half healthy (H, H~).
-   Stage parameters: size 128, ``conf`` 0.5, ``k`` 4, ``merge_iou`` 0.5, ``min_fov_coverage`` 0.95,
-   ``fov_threshold`` 15, row groups of ``--row-group-mib``, ``--seed``.
+   Stage parameters: the ``patches`` defaults of ``workflow/schemas/config.schema.yaml``, the images
+   resized to its ``finetune.input_size``, with row groups of ``--row-group-mib`` (by default the schema's)
+   and ``--seed``.
 
 Patches are realistic: 128 x 128 windows cut, by comcl.patches.windows, from synthetic images
 (comcl.synth): around the lesions' boxes (``expand_box``) and at random inside the field of view
@@ -75,6 +76,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.utils.data
+import yaml
 from cli import judged, positive_int, verdict
 from torchvision.datasets import ImageFolder
 
@@ -89,10 +91,25 @@ from comcl.patches.windows import expand_box, fov_windows
 from comcl.synth.chest import CHEST_FINDINGS, render_chest
 from comcl.synth.fundus import EYES, LESION_KINDS, Lesion, render_fundus
 
+_SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _defaults(section: str) -> dict[str, Any]:
+    """The schema's default of every key of a configuration section (the paper's values)."""
+    schema = yaml.safe_load(_SCHEMA.read_text())
+    return {key: spec.get("default") for key, spec in schema["properties"][section]["properties"].items()}
+
+
+PATCHES = _defaults("patches")
 _MIB = 1024 * 1024
 _CHECKPOINTS = (0.1, 0.5, 1.0)
-_SIZE = 128
-_IMAGE_SIZE = 512  # patches are cut from the images at finetune.input_size, the paper's 512 px
+_SIZE = PATCHES["size"]
+_IMAGE_SIZE = _defaults("finetune")["input_size"]  # patches are cut from the images at finetune.input_size
+# The synthetic photographs are the benchmark's own, smaller than real ones (EyePACS photographs are preprocessed to
+# 800 px, NIH films are 1024 px) so that rendering them takes little of the run; section 3 resizes them to
+# _IMAGE_SIZE as the stage resizes any image.
+_FUNDUS_SHAPE = (512, 640)  # height, width
+_CHEST_SIDE = 640
 _STAGE_FACTOR = 4  # the larger index of section 3 has this many times the images of the smaller
 _STAGE_RENDERINGS = 4  # distinct photographs behind section 3's images, each as rendered and degraded
 _STAGE_LEVELS = ("L", "H", "L~", "H~")  # cycled: half lesion, half healthy
@@ -196,12 +213,12 @@ def render_patches(count: int, images: int, grey: bool, seed: int) -> list[Patch
         degraded = number % 2 == 1
         if grey:
             findings = [CHEST_FINDINGS[number % len(CHEST_FINDINGS)]] if number % 3 else []
-            rendering = render_chest(640, findings, rng)
+            rendering = render_chest(_CHEST_SIDE, findings, rng)
             image = degrade_chest(rendering.image, random_chest_kinds(rng), rng)[0] if degraded else rendering.image
             boxes, mask = [finding.box for finding in rendering.findings], rendering.body_mask
         else:
             counts = {kind: int(rng.integers(0, 4)) for kind in LESION_KINDS}
-            rendering = render_fundus(512, 640, counts, EYES[number % 2], rng)
+            rendering = render_fundus(*_FUNDUS_SHAPE, counts, EYES[number % 2], rng)
             image = rendering.image
             if degraded:
                 kinds = FUNDUS_DEGRADATION_TYPES[int(rng.integers(len(FUNDUS_DEGRADATION_TYPES)))]
@@ -292,7 +309,7 @@ def write_stage_images(folder: Path, renderings: int, seed: int) -> list[tuple[P
     images = []
     for number in range(renderings):
         counts = {kind: int(rng.integers(1, 3)) for kind in LESION_KINDS}
-        rendering = render_fundus(512, 640, counts, EYES[number % 2], rng)
+        rendering = render_fundus(*_FUNDUS_SHAPE, counts, EYES[number % 2], rng)
         kinds = FUNDUS_DEGRADATION_TYPES[int(rng.integers(len(FUNDUS_DEGRADATION_TYPES)))]
         degraded = degrade_fundus(rendering.image, rendering.fov_mask, kinds, rng)[0]
         paths = folder / f"fundus{number:02d}.jpg", folder / f"fundus{number:02d}_degraded.jpg"
@@ -371,7 +388,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_int, default=64, help="DataLoader batch size")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts timed")
     parser.add_argument("--repeats", type=positive_int, default=3, help="epochs timed per variant (the best is kept)")
-    parser.add_argument("--row-group-mib", type=float, default=1.0, help="row group size of the store, MiB of encoded pixels")
+    parser.add_argument(
+        "--row-group-mib",
+        type=float,
+        default=PATCHES["row_group_bytes"] / _MIB,
+        help="row group size of the store, MiB of encoded pixels (patches.row_group_bytes)",
+    )
     parser.add_argument("--stream", type=positive_int, default=20000, help="patches written in the memory stream")
     parser.add_argument(
         "--stage-images",
@@ -430,16 +452,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         store_mib = store_path.stat().st_size / _MIB
         groups = len(store.row_group_starts) - 1
 
-        stage_params = {
-            "size": _SIZE,
-            "conf": 0.5,
-            "k": 4,
-            "merge_iou": 0.5,
-            "min_fov_coverage": 0.95,
-            "fov_threshold": 15,
-            "row_group_bytes": row_group_bytes,
-            "seed": args.seed,
-        }
+        stage_params = PATCHES | {"row_group_bytes": row_group_bytes, "seed": args.seed}
         stage = stage_memory(root / "stage", [args.stage_images, _STAGE_FACTOR * args.stage_images], stage_params, args.seed)
 
     kind = "chest radiographs, grey" if args.grey else "fundus photographs, RGB"

@@ -16,12 +16,15 @@ Measures, and prints as plain-text tables:
    every group a pair uses in one shuffled pass of ``--key-splits`` sub-batches (shuffling BN), each
    group encoded once per view and step whatever the number of pairs that use it; per pair the mask of
    the anchors' own images among the queued keys, ``multilevel_loss`` (with ``K_t`` hard negatives),
-   ``select_anchors`` and ``self_paced_loss``,
-   the logged scalars; the pair losses summed, backward, an Adam step (lr 1e-3, weight decay 1e-4), the
-   momentum update (0.999) and the keys of every queued group written into its queue. For CoMCL
-   ``K_t = negatives_at`` at ``--progress`` of training (half-way by default: 2896 of 4096) and the
-   anchors are selected by the ``curriculum`` rule (``config/pretrain/comcl.yaml``) with ``min_fraction``
-   0.25, a top-k over the anchors' losses. So CoMCL's query encoder sees the two anchor groups (L, L~:
+   ``select_anchors`` and ``self_paced_loss``, the logged scalars; the pair losses summed, backward, a step
+   of ``pretrain``'s optimiser (``build_optimizer``: AdamW), the momentum update and the keys of every queued
+   group written into its queue. Learning rate, weight decay, momentum and the defaults of ``--queue-size``,
+   ``--dim``, ``--temperature`` and ``--key-splits`` are the ``pretrain`` defaults of
+   ``workflow/schemas/config.schema.yaml`` (the paper's values). For CoMCL ``K_t = negatives_at`` at
+   ``--progress`` of training (half-way by default: 2896 of 4096) and the anchors are selected by the rule
+   and ``min_fraction`` of ``spl`` in ``config/pretrain/comcl.yaml`` (over the defaults of
+   ``workflow/schemas/variant.schema.yaml``, as the workflow reads it): the ``curriculum``, a top-k over the
+   anchors' losses. So CoMCL's query encoder sees the two anchor groups (L, L~:
    ``batch / 2`` images, forward and backward) and its key encoder all four groups (``batch`` images,
    forward only).
 
@@ -61,25 +64,44 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from cli import judged, positive_int, print_footer
 
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
 from comcl.pretrain.model import ContrastiveModel
-from comcl.pretrain.train import train_step
+from comcl.pretrain.train import build_optimizer, train_step
 
-_LR = 1e-3
-_WEIGHT_DECAY = 1e-4
-_MOMENTUM = 0.999
-_MIN_FRACTION = 0.25  # config/pretrain/comcl.yaml
-_THRESHOLD = "curriculum"
-_LEVELS = ("L", "L~", "H", "H~")
-_COMCL_PAIRS = (("L", "L~"), ("L", "H"), ("L~", "H~"))
-_DEFAULTS = {"cpu": {"size": 64, "batch": 256}, "cuda": {"size": 128, "batch": 1600}}  # cuda: 4 x the config's 400
+_REPO = Path(__file__).resolve().parent.parent
+_VARIANT = _REPO / "config" / "pretrain" / "comcl.yaml"
+_SCHEMA = _REPO / "workflow" / "schemas" / "config.schema.yaml"
+_VARIANT_SCHEMA = _REPO / "workflow" / "schemas" / "variant.schema.yaml"
+
+
+def _defaults(section: str) -> dict[str, Any]:
+    """The schema's default of every key of a configuration section (the paper's values)."""
+    schema = yaml.safe_load(_SCHEMA.read_text())
+    return {key: spec.get("default") for key, spec in schema["properties"][section]["properties"].items()}
+
+
+PRETRAIN = _defaults("pretrain")
+_COMCL = yaml.safe_load(_VARIANT.read_text())
+# As the workflow validates a variant: the file's keys over the variant schema's defaults.
+_SPL_SCHEMA = yaml.safe_load(_VARIANT_SCHEMA.read_text())["properties"]["spl"]["properties"]
+_SPL = {key: spec["default"] for key, spec in _SPL_SCHEMA.items() if "default" in spec} | _COMCL["spl"]
+_GROUPS = tuple(_COMCL["groups"])
+_COMCL_PAIRS = tuple(map(tuple, _COMCL["pairs"]))
+# On CUDA the paper's views and its per-group batch in every group; on a CPU the benchmark's own, smaller sizes, so
+# that a step takes seconds rather than minutes.
+_DEFAULTS = {
+    "cpu": {"size": 64, "batch": 256},
+    "cuda": {"size": PRETRAIN["input_size"], "batch": len(_GROUPS) * PRETRAIN["batch_size"]},
+}
 
 
 @dataclass(frozen=True)
@@ -141,10 +163,8 @@ class Step:
         self.delta = args.queue_size
         self.k_t = k_t if variant.spl else args.queue_size  # what pretrain logs and self_paced_loss gets with SPL off
         torch.manual_seed(seed)
-        model = ContrastiveModel(args.arch, variant.queued, args.queue_size, args.dim, None, _MOMENTUM).to(device)
-        self.optimizer = torch.optim.Adam(
-            [p for p in model.parameters() if p.requires_grad], lr=_LR, betas=(0.9, 0.999), weight_decay=_WEIGHT_DECAY
-        )
+        model = ContrastiveModel(args.arch, variant.queued, args.queue_size, args.dim, None, PRETRAIN["momentum"]).to(device)
+        self.optimizer = build_optimizer(model, PRETRAIN["lr"], PRETRAIN["weight_decay"])
         self.model = model.to(memory_format=torch.channels_last) if self.cuda else model
         generator = torch.Generator().manual_seed(seed)
         for name in variant.queued:
@@ -160,7 +180,7 @@ class Step:
 
     def __call__(self) -> dict[str, Any]:
         """``pretrain``'s own training step (inputs already on the device, so no transfer is timed)."""
-        spl = {"enabled": self.variant.spl, "threshold": _THRESHOLD, "min_fraction": _MIN_FRACTION}
+        spl = _SPL | {"enabled": self.variant.spl}
         return train_step(
             self.model,
             self.optimizer,
@@ -200,7 +220,8 @@ class LossOnly:
         for anchor, negative in variant.pairs:
             k = self.k_t if variant.spl else None
             losses = multilevel_loss(self.queries[anchor], self.keys[anchor], self.negatives[negative], self.temperature, k)
-            selected = select_anchors(losses, self.k_t, _MIN_FRACTION, _THRESHOLD if variant.spl else "none", self.delta).mask
+            rule = _SPL["threshold"] if variant.spl else "none"
+            selected = select_anchors(losses, self.k_t, _SPL["min_fraction"], rule, self.delta).mask
             pair_loss, objective = self_paced_loss(losses, selected, self.k_t)
             total_loss = total_loss + pair_loss
             logged += float(losses.detach().mean()) + float(selected.float().mean()) + objective
@@ -229,9 +250,9 @@ def time_in_turns(calls: Sequence[Callable[[], Any]], device: torch.device, warm
 
 def _batch(text: str) -> int:
     value = positive_int(text)
-    if value % len(_LEVELS):
+    if value % len(_GROUPS):
         raise argparse.ArgumentTypeError(
-            f"must be a multiple of {len(_LEVELS)} (CoMCL splits it over its level groups), got {value}"
+            f"must be a multiple of {len(_GROUPS)} (CoMCL splits it over its level groups), got {value}"
         )
     return value
 
@@ -253,7 +274,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--device", default="auto", help="torch device; auto = cuda if available, else cpu")
-    parser.add_argument("--arch", default="resnet18", help="torchvision ResNet backbone (resnet18, resnet50, ...)")
+    parser.add_argument(
+        "--arch",
+        default="resnet18",
+        help=f"torchvision ResNet backbone (resnet18, resnet50, ...); the paper's is {PRETRAIN['arch']}, resnet18 keeps a CPU run short",
+    )
     parser.add_argument(
         "--batch",
         type=_batch,
@@ -267,11 +292,16 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help=f"side S of the (3, S, S) inputs, px; unset: {_DEFAULTS['cpu']['size']} on CPU, {_DEFAULTS['cuda']['size']} on CUDA",
     )
-    parser.add_argument("--queue-size", type=positive_int, default=4096, help="negatives per level queue (delta)")
-    parser.add_argument("--dim", type=positive_int, default=128, help="embedding size")
-    parser.add_argument("--temperature", type=float, default=0.07, help="temperature tau of the loss")
     parser.add_argument(
-        "--key-splits", type=positive_int, default=8, help="sub-batches of the key encoder's shuffled batch (pretrain.key_splits)"
+        "--queue-size", type=positive_int, default=PRETRAIN["queue_size"], help="negatives per level queue (delta)"
+    )
+    parser.add_argument("--dim", type=positive_int, default=PRETRAIN["dim"], help="embedding size")
+    parser.add_argument("--temperature", type=float, default=PRETRAIN["temperature"], help="temperature tau of the loss")
+    parser.add_argument(
+        "--key-splits",
+        type=positive_int,
+        default=PRETRAIN["key_splits"],
+        help="sub-batches of the key encoder's shuffled batch (pretrain.key_splits)",
     )
     parser.add_argument("--progress", type=_fraction, default=0.5, help="share of training done, for CoMCL's K_t = negatives_at")
     parser.add_argument("--steps", type=positive_int, default=20, help="timed steps per variant (the median is reported)")
@@ -297,12 +327,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     defaults = _DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
     args.batch = args.batch or defaults["batch"]
     args.size = args.size or defaults["size"]
-    per_group = args.batch // len(_LEVELS)
+    per_group = args.batch // len(_GROUPS)
     progress_steps = 10_000
     k_t = negatives_at(round(args.progress * progress_steps), progress_steps, args.queue_size)
 
     variants = [
-        Variant(f"CoMCL, 4 x {per_group}, 3 pairs, SPL", dict.fromkeys(_LEVELS, per_group), _COMCL_PAIRS, True),
+        Variant(
+            f"CoMCL, {len(_GROUPS)} x {per_group}, {len(_COMCL_PAIRS)} pairs, {'SPL' if _SPL['enabled'] else 'no SPL'}",
+            dict.fromkeys(_GROUPS, per_group),
+            _COMCL_PAIRS,
+            _SPL["enabled"],
+        ),
         Variant(f"MoCo, 1 x {args.batch}, same patches", {"image": args.batch}, (("image", "image"),), False),
         Variant(f"MoCo, 1 x {per_group}, per-group batch", {"image": per_group}, (("image", "image"),), False),
     ]
@@ -326,11 +361,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"comcl pretraining step benchmark: {name} ({precision}), torch {torch.__version__}, seed {args.seed}")
     print(
         f"{args.arch}, inputs (3, {args.size}, {args.size}), delta {args.queue_size}, dim {args.dim}, tau {args.temperature:g}, "
-        f"Adam lr {_LR:g} wd {_WEIGHT_DECAY:g}, momentum {_MOMENTUM}"
+        f"AdamW lr {PRETRAIN['lr']:g} wd {PRETRAIN['weight_decay']:g}, momentum {PRETRAIN['momentum']}"
     )
     print(
         f"CoMCL: pairs {', '.join(f'({a}, {n})' for a, n in _COMCL_PAIRS)}; K_t = negatives_at at {args.progress:.0%} of training "
-        f"= {k_t} of {args.queue_size}; {_THRESHOLD}, min_fraction {_MIN_FRACTION} (anchors selected this step: "
+        f"= {k_t} of {args.queue_size}; {_SPL['threshold']}, min_fraction {_SPL['min_fraction']} (anchors selected this step: "
         + ", ".join(f"{key[9:]} {value:.0%}" for key, value in selected.items())
         + ")"
     )

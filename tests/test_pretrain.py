@@ -13,6 +13,7 @@ import torchvision
 import yaml
 
 from comcl import weights
+from comcl.augment import build_augmentation
 from comcl.errors import DataError
 from comcl.io import write_table
 from comcl.pretrain import train as train_module
@@ -96,9 +97,7 @@ def test_a_steps_batch_depends_only_on_the_step(data):
     assert [len(members[name]) for name in ("L", "healthy")] == [20, 40]
     assert set(source.frame.loc[members["healthy"], "level"]) == {"H", "H~"}
 
-    def augment(image, seed):
-        return np.full((3, 4, 4), seed % 1000, np.float32) + image[:4, :4].transpose(2, 0, 1)
-
+    augment = build_augmentation({"preset": "fundus"}, 4)
     batches = StepBatches(source, members, 6, augment, seed=1)
     again = StepBatches(source, members, 6, augment, seed=1)
     views = batches[5]["views"]

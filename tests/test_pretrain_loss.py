@@ -138,20 +138,25 @@ LOSSES = torch.tensor([0.1, 0.5, 0.2, 0.3, 0.05, 0.25])
 
 
 def test_inverse_k_threshold_picks_exactly_the_anchors_below_it() -> None:
-    selected = select_anchors(LOSSES, k_t=4, min_fraction=0.0).mask
+    selected = select_anchors(LOSSES, k_t=4, min_fraction=0.0, rule="inverse_k").mask
     assert selected.dtype == torch.bool
     assert selected.tolist() == [True, False, True, False, True, False]  # 0.25 is not below 1/4
-    assert select_anchors(LOSSES, k_t=2, min_fraction=0.0).mask.tolist() == [True, False, True, True, True, True]
+    selected = select_anchors(LOSSES, k_t=2, min_fraction=0.0, rule="inverse_k").mask
+    assert selected.tolist() == [True, False, True, True, True, True]
 
 
 def test_min_fraction_guard_selects_the_lowest_loss_anchors() -> None:
-    assert select_anchors(LOSSES, k_t=100, min_fraction=0.0).mask.tolist() == [False] * 6
-    assert select_anchors(LOSSES, k_t=100, min_fraction=0.1).mask.tolist() == [False, False, False, False, True, False]
-    assert select_anchors(LOSSES, k_t=4, min_fraction=0.6).mask.tolist() == [True, False, True, False, True, True]
-    assert select_anchors(LOSSES, k_t=4, min_fraction=0.5).mask.tolist() == [True, False, True, False, True, False]
-    assert select_anchors(LOSSES, k_t=4, min_fraction=1.0).mask.all()
+    assert select_anchors(LOSSES, k_t=100, min_fraction=0.0, rule="inverse_k").mask.tolist() == [False] * 6
+    cases = {
+        (100, 0.1): [False, False, False, False, True, False],
+        (4, 0.6): [True, False, True, False, True, True],
+        (4, 0.5): [True, False, True, False, True, False],
+    }
+    for (k_t, min_fraction), expected in cases.items():
+        assert select_anchors(LOSSES, k_t=k_t, min_fraction=min_fraction, rule="inverse_k").mask.tolist() == expected
+    assert select_anchors(LOSSES, k_t=4, min_fraction=1.0, rule="inverse_k").mask.all()
     # 0.3 * 10 is 3.0000000000000004 in floating point: still three anchors, not four.
-    assert int(select_anchors(torch.arange(10.0), k_t=1000, min_fraction=0.3).mask.sum()) == 3
+    assert int(select_anchors(torch.arange(10.0), k_t=1000, min_fraction=0.3, rule="inverse_k").mask.sum()) == 3
 
 
 def test_none_rule_selects_all_and_unknown_rules_and_fractions_raise() -> None:
@@ -160,12 +165,12 @@ def test_none_rule_selects_all_and_unknown_rules_and_fractions_raise() -> None:
     with pytest.raises(ValueError, match="curriculum, inverse_k, none"):
         select_anchors(LOSSES, k_t=4, min_fraction=0.0, rule="median")
     with pytest.raises(ValueError, match="min_fraction"):
-        select_anchors(LOSSES, k_t=4, min_fraction=1.5)
+        select_anchors(LOSSES, k_t=4, min_fraction=1.5, rule="inverse_k")
 
 
 def test_selection_ignores_the_graph() -> None:
     losses = LOSSES.clone().requires_grad_()
-    selected = select_anchors(losses, k_t=4, min_fraction=0.5).mask
+    selected = select_anchors(losses, k_t=4, min_fraction=0.5, rule="inverse_k").mask
     assert not selected.requires_grad
 
 
@@ -190,7 +195,7 @@ def test_self_paced_loss_with_nothing_selected_is_zero() -> None:
 def test_unselected_anchors_get_no_gradient_end_to_end() -> None:
     anchors, positives, negatives = (t.requires_grad_() for t in _embeddings(6, 12, 8, seed=9))
     losses = multilevel_loss(anchors, positives, negatives, 0.2, k=4)
-    selected = select_anchors(losses, k_t=4, min_fraction=0.5).mask
+    selected = select_anchors(losses, k_t=4, min_fraction=0.5, rule="inverse_k").mask
     assert 3 <= int(selected.sum()) < 6
     self_paced_loss(losses, selected, k_t=4)[0].backward()
     assert (anchors.grad[~selected] == 0).all() and (positives.grad[~selected] == 0).all()
@@ -198,9 +203,9 @@ def test_unselected_anchors_get_no_gradient_end_to_end() -> None:
 
 
 def test_the_guard_says_when_it_decided() -> None:
-    assert select_anchors(LOSSES, k_t=100, min_fraction=0.1).guarded
-    assert not select_anchors(LOSSES, k_t=4, min_fraction=0.5).guarded
-    assert not select_anchors(LOSSES, k_t=100, min_fraction=0.0).guarded  # nothing to guard: nothing selected
+    assert select_anchors(LOSSES, k_t=100, min_fraction=0.1, rule="inverse_k").guarded
+    assert not select_anchors(LOSSES, k_t=4, min_fraction=0.5, rule="inverse_k").guarded
+    assert not select_anchors(LOSSES, k_t=100, min_fraction=0.0, rule="inverse_k").guarded  # nothing to guard: nothing selected
 
 
 def test_curriculum_selects_a_rising_share_of_the_lowest_loss_anchors() -> None:

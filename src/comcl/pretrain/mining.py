@@ -4,14 +4,16 @@ from (Eq. 3).
 Training starts with every negative and narrows to the hardest as ``K_t`` falls along a quarter cosine.
 Which anchors a step learns from is a named rule:
 
-- ``curriculum`` (the default): self-paced learning as Kumar et al. (2010) mean it. The lowest-loss
-  anchors are selected, and their share rises along the ``K_t`` schedule from ``min_fraction`` at the first
-  step to every anchor at the last, so training starts from the easy anchors and admits the harder ones
-  until all count. The paper's threshold ``1 / K_t`` grows from ``1 / delta`` to 1 on the same schedule;
-  this keeps its curriculum on the scale of shares, where the losses live.
+- ``curriculum`` (the schema's default, ``spl.threshold`` in ``workflow/schemas/variant.schema.yaml``; the
+  caller always names the rule, so this module holds no default of its own): self-paced learning as Kumar et
+  al. (2010) mean it. The lowest-loss anchors are selected, and their share rises along the ``K_t`` schedule
+  from ``min_fraction`` at the first step to every anchor at the last, so training starts from the easy
+  anchors and admits the harder ones until all count. The paper's threshold ``1 / K_t`` grows from
+  ``1 / delta`` to 1 on the same schedule; this keeps its curriculum on the scale of shares, where the losses
+  live.
 - ``inverse_k``: Eq. 3 taken literally, ``loss < 1 / K_t``. A loss over ``K_t`` negatives stays far above
-  ``1 / K_t`` until the very end of training (METHOD.md, section 3), so the ``min_fraction`` guard (the
-  lowest-loss anchors) decides nearly every step; it is kept to show that.
+  ``1 / K_t`` until the very end of training (``docs/method.md``, "Self-paced hard-negative mining"), so the
+  ``min_fraction`` guard (the lowest-loss anchors) decides nearly every step; it is kept to show that.
 - ``none``: every anchor (CoMCL without self-paced learning).
 """
 
@@ -75,7 +77,7 @@ def _count(share: float, total: int) -> int:
     return math.ceil(share * total - 1e-9)
 
 
-def select_anchors(losses: Tensor, k_t: int, min_fraction: float, rule: str = "inverse_k", delta: int | None = None) -> Selection:
+def select_anchors(losses: Tensor, k_t: int, min_fraction: float, rule: str, delta: int | None = None) -> Selection:
     """The anchors a step learns from under ``rule`` (see the module's docstring).
 
     ``curriculum``: the ``ceil(curriculum_share(K_t, delta, min_fraction) * B)`` lowest-loss anchors (needs

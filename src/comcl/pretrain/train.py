@@ -9,6 +9,12 @@ group serve every pair that uses it; the hard negatives are a top-k over a B x d
 which the anchor's own image is masked out. After the step, the key embeddings of each group enter
 that group's queue with their image ids.
 
+The loader hands over uint8 (``comcl.pretrain.data``): views made by its workers, which the training
+device normalises, or, on a GPU, the patches and the views' random parameters, from which the GPU
+makes the views itself (at the paper's sizes a GPU step consumes views far faster than CPU workers
+make them: ``benchmarks/pretrain_loader.py``). ``pretrain.workers`` null gives the loader one process
+per core the job has beyond the training process's own, at most 16 per training process.
+
 A run checkpoints its whole state (model, queues, optimiser, log) every ``checkpoint_interval``
 steps, atomically, in its work folder, and a rerun resumes from there: since a step's batch is a
 function of the step number (``comcl.pretrain.data``), the resumed run reaches the same weights as an
@@ -36,14 +42,14 @@ import torch
 from tqdm import tqdm
 
 from comcl import distributed
-from comcl.augment import build_augmentation
+from comcl.augment import Augmentation, build_augmentation, normalise
 from comcl.checkpoints import discard_checkpoint, resume_state, run_stamp, save_checkpoint, save_torch
 from comcl.curves import draw_training_curves
 from comcl.devices import device_for
 from comcl.errors import DataError
 from comcl.io import atomic_path, read_table, write_json
 from comcl.parallel import derived_seed
-from comcl.pretrain.data import ImageSource, PatchSource, StepBatches, check_groups, group_members
+from comcl.pretrain.data import DeviceViews, ImageSource, PatchSource, StepBatches, check_groups, group_members
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
 from comcl.pretrain.model import ContrastiveModel, read_imagenet
@@ -52,6 +58,9 @@ from comcl.weights import IMAGENET_URLS, fetch_weights
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+# Loader processes per training process at most (pretrain.workers null): each keeps two batches in /dev/shm, and
+# 16 feed a GPU that makes its own views (benchmarks/pretrain_loader.py).
+MAX_WORKERS = 16
 
 
 def check_variant(variant: Mapping[str, Any]) -> None:
@@ -149,6 +158,39 @@ def planned_steps(params: Mapping[str, Any], longest: int) -> int:
     return max(1, params["epochs"] * math.ceil(longest / params["batch_size"]))
 
 
+def loader_workers(configured: int | None, cores: int) -> int:
+    """This process's DataLoader workers: its share of ``pretrain.workers``, or, for null, its share of the job's
+    ``cores`` less the core it trains on, at most ``MAX_WORKERS``. The batches do not depend on the number."""
+    if configured is not None:
+        return distributed.per_process(configured)
+    return max(0, min(MAX_WORKERS, distributed.per_process(cores) - 1))
+
+
+def views_on_device(device: torch.device) -> bool:
+    """Whether the training device makes the views from the patches (a GPU, which has time for it and would wait
+    for CPU workers) or the loader's workers make them (a CPU, which spends all its time on the step itself)."""
+    return device.type == "cuda"
+
+
+def device_views(
+    views: torch.Tensor | DeviceViews, device: torch.device, augmentation: Augmentation | None = None
+) -> list[torch.Tensor]:
+    """A group's views as the loader gives them, as the encoders take them: per view, float32 (B, 3, S, S) on
+    ``device``. uint8 views (V, B, C, S, S) are normalised there; patches and views' parameters
+    (``StepBatches(on_device=True)``) become views there, by ``augmentation``; float views (already network
+    input, as tests and benchmarks give them) only move."""
+    if isinstance(views, torch.Tensor):
+        return [normalise(view) if view.dtype == torch.uint8 else view for view in views.to(device, non_blocking=True)]
+    if augmentation is None:
+        raise ValueError("a batch of patches to make views of on the device needs the augmentation")
+    patches = views["patches"].to(device, non_blocking=True)
+    params = {name: value.to(device, non_blocking=True) for name, value in views.items() if name != "patches"}
+    return [
+        augmentation.device_views(patches, {name: value[view] for name, value in params.items()})
+        for view in range(len(params["box"]))
+    ]
+
+
 def _checkpoint(
     path: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int, rows: list[dict], stamp: str
 ) -> None:
@@ -187,7 +229,7 @@ def _pair_loss(
 def train_step(
     model: ContrastiveModel,
     optimizer: torch.optim.Optimizer,
-    batch: Mapping[str, torch.Tensor],
+    batch: Mapping[str, torch.Tensor | DeviceViews],
     pairs: Sequence[tuple[str, str]],
     spl: Mapping[str, Any],
     k_t: int,
@@ -195,14 +237,17 @@ def train_step(
     images: Mapping[str, torch.Tensor] | None = None,
     key_splits: int = 1,
     shuffle_seed: int = 0,
+    augmentation: Augmentation | None = None,
 ) -> dict[str, float]:
-    """One optimisation step on ``batch`` (group -> two views); returns what the log records of it.
+    """One optimisation step on ``batch`` (group -> its views as the loader gives them, :func:`device_views`:
+    an anchor group's query view first, every group's key view last); returns what the log records of it.
 
     The query encoder encodes every anchor group in one pass, the key encoder every group in one
     shuffled pass of ``key_splits`` sub-batches (order from ``shuffle_seed``), whatever the number of
     pairs that use a group (:class:`ContrastiveModel`). ``images`` (group -> image id per row) keeps an
     anchor's own image out of its negatives. The keys enter their queues after the update. Under several
-    processes ``batch`` is this process's shard, and the log records the whole batch.
+    processes ``batch`` is this process's shard, and the log records the whole batch. ``augmentation`` makes
+    the views of a batch of patches (views made on the device).
     """
     device = model.queues.device
     cuda = device.type == "cuda"
@@ -210,19 +255,19 @@ def train_step(
     # in the one pass decides which rows each key sub-batch gets.
     anchors = sorted({anchor for anchor, _ in pairs})
     names = sorted(batch)
-    if images is None:
-        images = {name: torch.full((batch[name].shape[1],), -1, dtype=torch.long) for name in names}
-    images = {name: ids.to(device) for name, ids in images.items()}
-    # channels-last takes rank-4 tensors, not a group's (2, B, 3, S, S) stack: view by view.
+    # channels-last takes rank-4 tensors, not a group's (V, B, 3, S, S) stack: view by view.
     memory_format = torch.channels_last if cuda else torch.contiguous_format
     views = {
-        name: [view.to(device, non_blocking=True).contiguous(memory_format=memory_format) for view in batch[name]]
+        name: [view.contiguous(memory_format=memory_format) for view in device_views(batch[name], device, augmentation)]
         for name in names
     }
+    if images is None:
+        images = {name: torch.full((len(views[name][0]),), -1, dtype=torch.long) for name in names}
+    images = {name: ids.to(device) for name, ids in images.items()}
     generator = torch.Generator().manual_seed(shuffle_seed)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
         queries = model.queries({name: views[name][0] for name in anchors})
-        keys = model.shuffled_keys({name: views[name][1] for name in names}, key_splits, generator)
+        keys = model.shuffled_keys({name: views[name][-1] for name in names}, key_splits, generator)
     row: dict[str, float] = {}
     total = torch.zeros((), device=device)
     logged = torch.zeros((), device=device)
@@ -292,13 +337,16 @@ def pretrain(
     needs = {
         name: max(params["batch_size"] if name in anchors else 0, params["queue_size"] if name in queued else 0) for name in used
     }
-    check_groups(members, needs, source.path)
+    check_groups(source, variant["groups"], members, needs)
     augment = build_augmentation(params["augment"][modality], view_size)
     shard = distributed.shard(params["batch_size"])
-    batches = StepBatches(source, {name: members[name] for name in used}, params["batch_size"], augment, params["seed"], shard)
+    device = device_for(params["device"])
+    on_device = views_on_device(device)
+    batches = StepBatches(
+        source, {name: members[name] for name in used}, params["batch_size"], augment, params["seed"], shard, anchors, on_device
+    )
     total = planned_steps(params, max(len(members[name]) for name in anchors))
 
-    device = device_for(params["device"])
     if distributed.world_size() > 1:
         log.info("training on %d processes, %d of each batch's items each", distributed.world_size(), shard.stop - shard.start)
     with distributed.main_first():
@@ -314,7 +362,8 @@ def pretrain(
     if cuda:
         model = model.to(memory_format=torch.channels_last)
 
-    stamp = run_stamp({"variant": variant, "params": params}, sized=[source.path])
+    # Where the views are made is part of what a run sees: a run never resumes with the other path's views.
+    stamp = run_stamp({"variant": variant, "params": params, "views": "device" if on_device else "loader"}, sized=[source.path])
     checkpoint_file = work_dir / CHECKPOINT
     rows: list[dict[str, Any]] = []
     start = 0
@@ -330,15 +379,15 @@ def pretrain(
             # Every process encodes the whole fill, chunk by chunk as one process does (batch norm over
             # a chunk that every process holds is that chunk's); the main process's keys are then
             # everyone's, so the queues start bitwise equal whatever the GPU kernels.
-            fill, images = batches.queue_fill(name, params["queue_size"])
-            keys = torch.cat([model.key(chunk.to(device)) for chunk in fill.split(params["batch_size"])])
+            fill, images = batches.queue_fill(name, params["queue_size"], params["batch_size"])
+            keys = torch.cat([model.key(device_views(chunk, device, augment)[-1]) for chunk in fill])
             model.enqueue(name, distributed.broadcast(keys), images)
 
     loader = torch.utils.data.DataLoader(
         batches,
         batch_size=None,
         sampler=range(start, total),
-        num_workers=distributed.per_process(params["workers"]),
+        num_workers=loader_workers(params["workers"], threads),
         pin_memory=cuda,
         persistent_workers=False,
     )
@@ -368,6 +417,7 @@ def pretrain(
             images=batch["images"],
             key_splits=params["key_splits"],
             shuffle_seed=derived_seed(params["seed"], step),
+            augmentation=augment,
         )
         rows.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", k_t=k_t)
