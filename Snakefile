@@ -111,5 +111,6 @@ rule all:
             for dataset in DATASETS
             for version, variant in PRETRAIN_RUNS
         ],
+        plan.lesion_truth_outputs(config),
         plan.reported_outputs(config),
         rules.benchmark_summary.output,

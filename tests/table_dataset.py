@@ -4,9 +4,11 @@ a ``labels.csv`` in the table format, and the lesion boxes as COCO files such as
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from comcl.datasets.table import write_labels
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus
@@ -65,6 +67,19 @@ def write_table_dataset(root: Path, n_train: int = 12, n_test: int = 6, size: tu
         "dataset": {"format": "table", "root": str(root), "task": "grading", "modality": "fundus", "num_classes": 5},
         "lesions": {"format": "coco", "root": str(root), "train": "annotations/train.json", "test": "annotations/test.json"},
     }
+
+
+def write_multilabel_table(root: Path, findings: Sequence[str], **sizes: int) -> dict:
+    """:func:`write_table_dataset` relabelled as a chest table of ``findings`` (one 0/1 column each, the j-th present
+    on the images of a grade above j mod 4) without a quality column, as films without quality labels come: for the
+    plan and the index, which read the label columns and the files, not what the images show."""
+    setup = write_table_dataset(root, **sizes)
+    labels = pd.read_csv(root / "labels.csv")
+    for number, finding in enumerate(findings):
+        labels[finding] = (labels["grade"] > number % 4).astype(int)
+    labels[["image", "split", "patient", *findings]].to_csv(root / "labels.csv", index=False)
+    dataset = {"format": "table", "root": str(root), "task": "multilabel", "findings": list(findings), "modality": "chest"}
+    return {**setup, "dataset": dataset}
 
 
 def _empty_coco() -> dict:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import yaml
 
+from comcl import plan
 from comcl.detector.model_files import model_digest, model_files
 from comcl.pretrain.model import backbone
 from comcl.schema import size_problem
 from tests.conftest import REPO
+from tests.table_dataset import write_table_dataset
 from tests.test_bad_input import load
 from tests.tiny_workflow import SNAKEMAKE, over_the_demo
+
+CHEST_TABLE = {"format": "table", "root": "/data/films", "task": "multilabel", "findings": ["Effusion"], "modality": "chest"}
 
 
 def test_a_misspelt_key_is_named_with_its_sections_keys_and_the_likely_one_in_a_few_lines(tmp_path):
@@ -63,3 +68,34 @@ def test_a_yaml_alias_bomb_is_refused_at_once_not_expanded(tmp_path):
     assert result.returncode != 0
     assert "more than 100,000 values once its YAML aliases (*name) are expanded" in result.stdout + result.stderr
     assert size_problem({"a": [1, 2, {"b": 3}]}) is None and size_problem(list(range(10)), limit=5)
+
+
+def test_a_chest_table_without_lesion_boxes_is_told_the_entry_is_absent_and_both_ways_to_give_them(tmp_path):
+    output = load(tmp_path, {"datasets": {"films": CHEST_TABLE}})
+    assert "detector.annotations has no entry for films" in output and "lacks root" not in output
+    assert "set detector.annotations.films: {format: coco, root: <images folder>, train: train.json, test: test.json}" in output
+    assert "or give the dataset as format: chestxray14 (NIH's layout), whose bbox_list" in output
+    assert "Traceback" not in output and "PlanError" not in output
+
+
+def test_a_fundus_dataset_without_an_annotations_entry_is_told_it_is_absent_with_coco_and_idrid():
+    config = {"datasets": {"photos": {**CHEST_TABLE, "modality": "fundus"}}, "detector": {"annotations": {}}}
+    with pytest.raises(
+        plan.PlanError, match=r"detector.annotations has no entry for photos: .* \{format: coco.* \{format: idrid"
+    ):
+        plan.lesion_sources(config)
+    config["detector"]["annotations"]["photos"] = {"format": "coco", "root": "/data/photos", "train": "train.json"}
+    with pytest.raises(plan.PlanError, match="detector.annotations.photos lacks test"):  # an entry, incomplete
+        plan.lesion_sources(config)
+
+
+def test_a_fundus_table_without_a_quality_column_is_refused_naming_the_file_and_eyeqs_words(tmp_path):
+    setup = write_table_dataset(tmp_path / "mine", n_train=2, n_test=2, size=(64, 64))
+    config = {"datasets": {"mine": {**setup["dataset"], "labels": "labels.csv"}}}
+    plan.check_quality_labels(config)  # the helper's table has its quality column
+    (tmp_path / "mine/labels.csv").write_text("image,split,grade\nphotos/a.jpg,train,0\n")
+    with pytest.raises(plan.PlanError, match=r"dataset mine: .*mine/labels\.csv has no quality column") as error:
+        plan.check_quality_labels(config)
+    assert "chest radiograph score" in str(error.value) and "Good, Usable or Reject (or 0, 1, 2" in str(error.value)
+    plan.check_quality_labels({"datasets": {"mine": {**config["datasets"]["mine"], "modality": "chest"}}})  # the score's own
+    plan.check_quality_labels({"datasets": {"mine": {**config["datasets"]["mine"], "labels": "absent.csv"}}})  # listed as missing

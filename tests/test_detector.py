@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +17,7 @@ from mmengine.runner.loops import IterBasedTrainLoop
 from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
 from comcl.detector.annotations import lesion_annotations, mask_boxes, write_lesion_annotations
-from comcl.detector.detect import detect, load_detector
+from comcl.detector.detect import detect, frame_padding, load_detector, training_aspect
 from comcl.detector.train import _own_checkpoint, train_detector
 from comcl.errors import DataError
 from comcl.io import save_image, write_table
@@ -181,8 +182,8 @@ def test_a_tiny_detector_trains_and_reports_coco_map(tiny_detector):
     assert outputs["curves.png"].stat().st_size > 5_000
 
 
-def test_the_exported_checkpoint_loads_with_weights_only_and_detects(tiny_detector, synthetic_idrid):
-    _out, _, outputs = tiny_detector
+def test_the_exported_checkpoint_loads_with_weights_only_and_detects(tiny_detector, synthetic_idrid, tmp_path):
+    _out, annotations, outputs = tiny_detector
     content = torch.load(outputs["model.pth"], weights_only=True)
     assert content["meta"]["classes"] == ["MA", "HE", "EX", "SE"]
     model, meta = load_detector(outputs["model.pth"], SMALL_MODEL, ["MA", "HE", "EX", "SE"], torch.device("cpu"))
@@ -190,10 +191,29 @@ def test_the_exported_checkpoint_loads_with_weights_only_and_detects(tiny_detect
     images = pd.DataFrame(
         {"image_id": truth["image"], "path": [str(root / f) for f in truth["file"]], "split": truth["split"], "level": "L"}
     )
-    found = detect(model, meta, images, batch_size=2, workers=0)
+    found = detect(model, meta, images, batch_size=2, workers=0, aspect=training_aspect(annotations["train"]))
     assert list(found.columns) == ["image_id", "split", "level", "x1", "y1", "x2", "y2", "score", "label"]
     assert found["label"].isin(["MA", "HE", "EX", "SE"]).all() and found["score"].between(0, 1).all()
     assert ((found["x2"] <= 144 + 1e-3) & (found["y2"] <= 96 + 1e-3)).all()  # boxes in original pixels
+
+    # A square cut of each image is padded to the training images' 3:2 shape, and its boxes come back in the square.
+    squares = images.assign(path=[str(tmp_path / f"{name}.png") for name in images["image_id"]])
+    for source, target in zip(images["path"], squares["path"], strict=True):
+        cv2.imwrite(target, cv2.imread(source)[:, 24:120])
+    found = detect(model, meta, squares, batch_size=2, workers=0, aspect=1.5)
+    assert ((found[["x1", "y1"]] >= 0).all(axis=None)) and ((found["x2"] <= 96 + 1e-3) & (found["y2"] <= 96 + 1e-3)).all()
+
+
+def test_an_image_is_padded_to_the_shape_of_the_training_images(tmp_path):
+    assert frame_padding(256, 256, 1.5) == (64, 0, 64, 0)
+    assert frame_padding(384, 256, 1.5) == (0, 0, 0, 0)
+    assert frame_padding(100, 40, 1.0) == (0, 30, 0, 30)
+    assert frame_padding(255, 256, 1.5) == (64, 0, 65, 0)
+    coco = tmp_path / "train.json"
+    coco.write_text(
+        json.dumps({"images": [{"width": 4288, "height": 2848}, {"width": 300, "height": 200}, {"width": 90, "height": 60}]})
+    )
+    assert training_aspect(coco) == pytest.approx(1.5)
 
 
 def test_a_killed_training_resumes_from_its_checkpoint_and_a_finished_one_keeps_none(
@@ -246,7 +266,7 @@ def test_a_corrupt_image_is_named(tiny_detector, tmp_path):
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     images = pd.DataFrame({"image_id": ["x1"], "path": [str(broken)], "split": ["train"], "level": ["L"]})
     with pytest.raises(DataError, match=r"broken.jpg: cannot decode image 'x1'"):
-        detect(model, meta, images, batch_size=1, workers=0)
+        detect(model, meta, images, batch_size=1, workers=0, aspect=1.0)
 
 
 def test_the_detector_resumes_only_from_a_checkpoint_file_in_its_own_work_folder(tmp_path):

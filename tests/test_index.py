@@ -131,7 +131,7 @@ def test_real_chest_data_entry_indexes_with_a_quality_file(shared_data, tmp_path
     pd.DataFrame({"Image Index": names, "quality": ["high", "low"] * 8}).to_csv(tmp_path / "quality.csv", index=False)
     section = {**CHEST_FILES, "root": str(tmp_path), "quality_csv": "quality.csv"}
     frame, meta = build_index(section, check="none", workers=1, **VALIDATION)
-    assert meta["boxes"] == 5 and meta["task"] == "multilabel"
+    assert meta["boxes"] == 5 and meta["task"] == "multilabel" and meta["quality_source"] == "labels"
     # Two of the four test images (00013911_000, 00022084_000) are in the box list: they leave the test split.
     assert meta["boxed_test_images_removed"] == 2
     assert len(frame) == 14 and frame["split"].value_counts().to_dict() == {"train": 9, "val": 3, "test": 2}
@@ -179,6 +179,7 @@ def test_boxed_test_images_leave_the_chest_index_and_are_counted(synthetic_chest
     assert (frame.loc[frame["split"] == "test", "image_id"].map(official) == "test").all()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert meta["boxed_test_images_removed"] == summary["boxed_test_images_removed"] == len(boxed_test)
+    assert summary["quality_source"] == "chest radiograph score (comcl.index.quality)"  # no quality_csv
     assert summary["splits"]["test"]["images"] == (official == "test").sum() - len(boxed_test)
     assert frame.loc[frame["split"] == "test", "lesion"].any(), "diseased test images remain"
 
@@ -220,9 +221,11 @@ def test_run_index_writes_the_table_and_summary(synthetic_eyeq, tmp_path):
         "num_classes": 5,
         "val_share": 0.25,
         "val_seed": 0,
+        "quality_source": "labels",
     }
     assert list(frame.columns[:5]) == ["image_id", "path", "split", "patient_id", "dr_grade"]
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["quality_source"] == "labels"  # EyeQ's own quality grades
     # 12 training images of 6 patients (both eyes each): round(0.25 * 6) = 2 patients, 4 images, to validation.
     assert list(summary["splits"]) == ["train", "val", "test"]
     assert (summary["splits"]["train"]["images"], summary["splits"]["val"]["images"]) == (8, 4)

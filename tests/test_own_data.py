@@ -4,6 +4,7 @@ where it is wrong, and run through every stage to Tables 1-3."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pandas as pd
@@ -13,7 +14,7 @@ import yaml
 from comcl.datasets.fetch import fetch_source
 from comcl.datasets.table import read_labels
 from comcl.errors import DataError
-from comcl.index.build import build_index
+from comcl.index.build import build_index, run_index
 from comcl.io import read_table
 from tests.conftest import REPO
 from tests.table_dataset import write_table_dataset
@@ -67,14 +68,65 @@ def test_a_multilabel_table_without_quality_or_patients_takes_the_quality_score(
     assert frame["lesion"].equals(frame["Effusion"] | frame["Nodule"])
 
 
-def test_a_table_without_quality_and_without_its_images_is_refused_naming_the_folder(tmp_path):
+def test_a_chest_table_without_quality_and_without_its_images_is_refused_naming_the_folder(tmp_path):
     setup = write_table_dataset(tmp_path / "mine")
     labels = pd.read_csv(tmp_path / "mine/labels.csv")
     labels[["image", "split", "grade"]].to_csv(tmp_path / "mine/no_quality.csv", index=False)
-    section = {**setup["dataset"], "labels": "no_quality.csv", "images": "elsewhere"}
+    section = {**setup["dataset"], "modality": "chest", "labels": "no_quality.csv", "images": "elsewhere"}
     with pytest.raises(DataError, match="images folder .*elsewhere does not exist") as error:
         build_index(section, "none", 1, val_share=0.25, seed=2)
     assert "a quality column (high or low) in no_quality.csv" in str(error.value)
+
+
+def test_a_fundus_table_without_quality_is_refused_asking_for_eyeqs_words(tmp_path):
+    """The no-reference score is a chest radiograph score: it does not stand in for a fundus table's quality labels."""
+    setup = write_table_dataset(tmp_path / "mine")
+    labels = pd.read_csv(tmp_path / "mine/labels.csv")
+    labels[["image", "split", "grade"]].to_csv(tmp_path / "mine/no_quality.csv", index=False)
+    with pytest.raises(DataError, match=r"no_quality\.csv, line 1: dataset mine: the label file has no quality column") as error:
+        build_index({**setup["dataset"], "labels": "no_quality.csv"}, "header", 1, val_share=0.25, seed=2)
+    message = str(error.value)
+    assert "chest radiograph score" in message and "Good, Usable or Reject (or 0, 1, 2" in message
+    assert "add a column quality to no_quality.csv" in message
+
+
+def test_the_summary_names_what_scored_each_datasets_quality(tmp_path):
+    setup = write_table_dataset(tmp_path / "mine")
+    labels = pd.read_csv(tmp_path / "mine/labels.csv")
+    labels["Effusion"] = (labels["grade"] > 1).astype(int)
+    labels[["image", "split", "Effusion"]].to_csv(tmp_path / "mine/chest.csv", index=False)
+    chest = {**setup["dataset"], "labels": "chest.csv", "task": "multilabel", "findings": ["Effusion"], "modality": "chest"}
+    for name, section in (("fundus", {**setup["dataset"], "labels": "labels.csv"}), ("chest", chest)):
+        run_index(name, section, "header", 1, 0.25, 2, tmp_path / name / "index.parquet", tmp_path / name / "summary.json")
+    sources = {name: json.loads((tmp_path / name / "summary.json").read_text())["quality_source"] for name in ("fundus", "chest")}
+    assert sources == {"fundus": "labels", "chest": "chest radiograph score (comcl.index.quality)"}
+    assert read_table(tmp_path / "chest/index.parquet")[1]["quality_source"] == sources["chest"]
+
+
+def test_a_validation_split_of_one_image_is_refused_with_the_split_counts_and_the_share_that_would_do(tmp_path):
+    """13 training images, each its own patient: 0.05 of them rounds to one image, of one grade."""
+    setup = write_table_dataset(tmp_path / "mine", n_train=13)
+    labels = pd.read_csv(tmp_path / "mine/labels.csv")
+    labels.drop(columns="patient").to_csv(tmp_path / "mine/labels.csv", index=False)
+    with pytest.raises(DataError, match=r"labels\.csv: dataset mine: the validation split cannot select a model") as error:
+        build_index({**setup["dataset"], "labels": "labels.csv"}, "header", 1, val_share=0.05, seed=2)
+    message = str(error.value)
+    assert "it holds 1 image of grade" in message
+    assert "(splits: train 12 images of 12 patients, val 1 image of 1 patient, test 6 images of 6 patients)" in message
+    suggested = float(re.search(r"raise index.val_share from 0.05 to at least ([0-9.]+) \((\d+) of the 13", message)[1])
+    frame, _ = build_index({**setup["dataset"], "labels": "labels.csv"}, "header", 1, val_share=suggested, seed=2)
+    assert frame.loc[frame["split"] == "val", "grade"].nunique() >= 2  # the share the hint names does
+
+
+def test_a_multilabel_validation_split_whose_findings_do_not_vary_is_refused(tmp_path):
+    setup = write_table_dataset(tmp_path / "mine")
+    labels = pd.read_csv(tmp_path / "mine/labels.csv")
+    labels["Effusion"] = (labels["split"] == "test").astype(int)  # absent on every train and validation image
+    labels[["image", "split", "patient", "Effusion"]].to_csv(tmp_path / "mine/chest.csv", index=False)
+    section = {**setup["dataset"], "labels": "chest.csv", "task": "multilabel", "findings": ["Effusion"], "modality": "chest"}
+    with pytest.raises(DataError, match="it holds 4 images, each finding on all or none") as error:
+        build_index(section, "header", 1, val_share=0.25, seed=2)
+    assert "add training images" in str(error.value) and "a finding present on some of its images" in str(error.value)
 
 
 HEADER = "image,split,grade\n"

@@ -17,7 +17,10 @@ from comcl.io import save_image, write_table
 from comcl.patches.stage import check_levels, run_patches
 from comcl.patches.store import PatchDataset
 
-PARAMS = dict(size=32, conf=0.5, k=3, merge_iou=0.5, min_fov_coverage=1.0, fov_threshold=15, row_group_bytes=4096, seed=1)
+# No rim guard here (fov_margin 0): these tests cut windows at the image border; the guard has its own.
+PARAMS = dict(
+    size=32, conf=0.5, k=3, merge_iou=0.5, min_fov_coverage=1.0, fov_threshold=15, fov_margin=0.0, row_group_bytes=4096, seed=1
+)
 SIZE = (128, 128)  # height, width: the fine-tuning size of these tests, so that windows are in the images' own pixels
 META = {"dataset": "eyeq", "proportion": "original", "format": "eyeq", "modality": "fundus", "task": "grading"}
 
@@ -69,10 +72,30 @@ def test_lesion_windows_healthy_windows_and_the_summary(version, tmp_path):
             assert np.array_equal(patch, images[name][window.y0 : window.y1, window.x0 : window.x1])
             assert (patch.max(axis=2) > 15).all()  # inside the field of view, never on the black border
     assert summary["lesion_images_without_detection"] == {"count": 1, "images": ["faint"]}
-    assert summary["per_split_level"]["train"]["L~"] == {"images": 1, "patches": 0}
+    assert summary["per_split_level"]["train"]["L~"] == {"images": 1, "patches": 0, "rim_detections_dropped": 0}
     assert json.loads((tmp_path / "patches.json").read_text()) == summary
     assert store.metadata["dataset"] == "eyeq" and store.metadata["params"]["conf"] == 0.5
     assert store.metadata["image_size"] == summary["image_size"] == 128
+
+
+def test_detections_on_the_rim_of_the_field_of_view_are_dropped_and_counted(version, tmp_path):
+    """The disc of the test images has radius 62 around (64, 64): a margin of 0.08 drops boxes centred beyond ~57 px."""
+    index, _, _ = version
+    found = [
+        ("lesion", "train", "L", 2.0, 40.0, 12.0, 50.0, 0.9, "HE"),  # centre 60 px from the disc's centre: on the rim
+        ("lesion", "train", "L", 110.0, 110.0, 126.0, 126.0, 0.9, "HE"),  # on the black corner
+        ("lesion", "train", "L", 60.0, 60.0, 70.0, 70.0, 0.7, "EX"),  # at the centre: kept
+        ("faint", "train", "L~", 60.0, 0.0, 70.0, 6.0, 0.9, "HE"),  # top rim
+    ]
+    detections = tmp_path / "rim.parquet"
+    write_table(detections, pd.DataFrame(found, columns=DETECTION_COLUMNS), {})
+    params = PARAMS | {"fov_margin": 0.08}
+    summary = run_patches(index, detections, params, 128, tmp_path / "patches.parquet", tmp_path / "patches.json", workers=1)
+    lesion = PatchDataset(tmp_path / "patches.parquet").index.query("level in ['L', 'L~']")
+    assert lesion[["image_id", "label", "score"]].values.tolist() == [["lesion", "EX", 0.7]]
+    assert summary["per_split_level"]["train"]["L"]["rim_detections_dropped"] == 2
+    assert summary["per_split_level"]["train"]["L~"]["rim_detections_dropped"] == 1
+    assert summary["rim_detections_dropped"] == 3 and summary["lesion_images_without_detection"]["images"] == ["faint"]
 
 
 def test_healthy_windows_do_not_depend_on_the_other_images(version, tmp_path):

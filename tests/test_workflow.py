@@ -220,6 +220,7 @@ def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(
         "detect": 6,
         "patches": 6,
         "patch_figures": 6,
+        "lesion_truth": 6,
         "pretrain": 4,
         "finetune": 4,
         **REPORT,
@@ -248,6 +249,7 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
         "detect": 3,
         "patches": 3,
         "patch_figures": 3,
+        "lesion_truth": 3,
         "pretrain": 2,
         "finetune": 2,
         "finetune_figures": 1,
@@ -275,6 +277,7 @@ def test_a_new_proportion_adds_its_jobs_and_a_table_column_and_reruns_nothing_el
         "detect": 2,
         "patches": 2,
         "patch_figures": 2,
+        "lesion_truth": 2,
         "comparisons": 1,
         "tables": 1,
         "benchmark_summary": 1,
@@ -293,11 +296,46 @@ def test_a_patch_config_change_reruns_only_the_patch_stage(workdir):
         "resolved_config": 1,
         "patches": 6,
         "patch_figures": 6,
+        "lesion_truth": 6,
         "pretrain": 2,
         "finetune": 2,
         **REPORT,
         "all": 1,
     }
+
+
+@pytest.mark.workflow
+def test_a_lesion_box_file_reruns_only_the_lesion_truth_measurement(workdir):
+    """The boxes train nothing: pointing a dataset at other boxes reruns their measurement and the tables' notes."""
+    shutil.copy(workdir / "out/synthetic/eyeq/lesion_boxes.csv", workdir / "out/synthetic/eyeq/boxes_copy.csv")
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["patches"]["k"] = 2
+    config["datasets"]["eyeq"]["lesion_boxes"] = "boxes_copy.csv"
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(workdir, "-n")) == {
+        "resolved_config": 1,
+        "lesion_truth": 3,
+        "tables": 1,
+        "benchmark_summary": 1,
+        "all": 1,
+    }
+    del config["datasets"]["eyeq"]["lesion_boxes"]
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.workflow
+def test_the_lesion_levels_are_measured_against_the_generator_s_lesions(workdir):
+    truth = json.loads((workdir / "out/eyeq/original/lesion_truth.json").read_text())
+    patches = json.loads((workdir / "out/eyeq/original/patches.json").read_text())
+    for split, levels in truth["per_split_level"].items():
+        assert set(levels) <= {"L", "L~"}
+        for level, cell in levels.items():
+            assert cell["lesions"] > 0 and 0 <= cell["true_detections"] <= min(cell["detections"], cell["lesions"])
+            if split != "all":
+                assert cell["patches"] == patches["per_split_level"][split][level]["patches"]
+                assert cell["rim_dropped"] == patches["per_split_level"][split][level]["rim_detections_dropped"]
+    table = (workdir / "out/tables/table1.md").read_text()
+    assert "lesion patches against the dataset's own lesion boxes" in table
 
 
 @pytest.mark.workflow

@@ -9,6 +9,7 @@ is not the jobs' one), and the tests call it without Snakemake. Every function t
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from comcl.datasets.sources import describe, needs
+from comcl.datasets.sources import TABLE_LABELS, describe, needs, resolve
 from comcl.index.validation import validation_problem
 from comcl.synth.patients import chest_test_patients, eyeq_patients
 
@@ -26,6 +27,8 @@ Config = Mapping[str, Any]
 # Keys that only the fetch rules read: where the data come from, not what they are. The rules that read the data
 # do not get them, so that a moved URL reruns the fetch rule alone.
 FETCH_KEYS = ("download", "archive", "expected_images", "links_outside_root")
+# Keys that only the lesion-truth measurement reads (comcl.patches.truth): a boxes file added reruns it alone.
+TRUTH_KEYS = ("lesion_boxes",)
 
 # The keys of a dataset of NIH's format that its own lesion boxes (BBox_List_2017.csv) are read with.
 NIH_BOX_KEYS = ("root", "bbox_list", "data_entry", "images")
@@ -103,6 +106,26 @@ def written_by_workflow(config: Config, root: str) -> list[str]:
     return [root] if os.path.normpath(root) in generated else []
 
 
+def lesion_truth_datasets(config: Config) -> list[str]:
+    """The datasets whose own lesion boxes measure their patches (``lesion_boxes`` set)."""
+    return [name for name, entry in config["datasets"].items() if entry.get("lesion_boxes")]
+
+
+def lesion_boxes_file(config: Config, dataset: str) -> str:
+    """A dataset's lesion box file, relative to its root unless absolute."""
+    entry = config["datasets"][dataset]
+    return str(resolve(entry["root"], entry["lesion_boxes"]))
+
+
+def lesion_truth_outputs(config: Config) -> list[str]:
+    """The lesion-truth measurement of every version of the datasets that have lesion boxes."""
+    return [
+        f"{config['results']}/{dataset}/{version}/lesion_truth.json"
+        for dataset in lesion_truth_datasets(config)
+        for version in dataset_versions(config)
+    ]
+
+
 def preprocessed(config: Config, dataset: str) -> bool:
     """Whether a dataset's images go through the fundus preprocessing before indexing."""
     return config["preprocess"]["enabled"] and config["datasets"][dataset]["modality"] == "fundus"
@@ -111,7 +134,7 @@ def preprocessed(config: Config, dataset: str) -> bool:
 def indexed_dataset(config: Config, dataset: str) -> dict[str, Any]:
     """A dataset's section as the index reads it: a preprocessed dataset's image folders are the preprocessed
     ones, given relative to its root (the index joins them to it)."""
-    entry = section(config, "datasets", dataset, drop=FETCH_KEYS)
+    entry = section(config, "datasets", dataset, drop=FETCH_KEYS + TRUTH_KEYS)
     if preprocessed(config, dataset):
         images = f"{config['results']}/{dataset}/preprocessed/images"
         if entry["format"] == "table":  # the image paths are relative to this folder
@@ -122,8 +145,11 @@ def indexed_dataset(config: Config, dataset: str) -> dict[str, Any]:
 
 
 def lesion_source(config: Config, dataset: str) -> dict[str, Any]:
-    """Where a dataset's detector gets its lesion boxes: `detector.annotations`, else its own box list."""
+    """Where a dataset's detector gets its lesion boxes: `detector.annotations`, else its own box list (a dataset of
+    NIH's format); any other dataset without an entry is refused, with the ways to give it boxes."""
     entry = config["datasets"][dataset]
+    if dataset not in config["detector"]["annotations"] and entry["format"] != "chestxray14":
+        raise PlanError(no_lesion_source(dataset, entry.get("modality")))
     given = config["detector"]["annotations"].get(dataset, {"format": entry["format"]})
     own = {key: entry.get(key) for key in NIH_BOX_KEYS} if entry["format"] == "chestxray14" else {}
     source = {**own, **given} if given["format"] == "chestxray14" else dict(given)
@@ -136,6 +162,20 @@ def lesion_source(config: Config, dataset: str) -> dict[str, Any]:
             "{format: idrid, root: <folder holding 'A. Segmentation'>}"
         )
     return dict(sorted(source.items()))
+
+
+def no_lesion_source(dataset: str, modality: str | None) -> str:
+    """The refusal of a dataset that has no `detector.annotations` entry and no box list of its own: what the
+    detector needs, and the ways to give it, for the dataset's modality."""
+    coco = "{format: coco, root: <images folder>, train: train.json, test: test.json} (a labelling tool's COCO export)"
+    if modality == "chest":
+        ways = (
+            f"either set detector.annotations.{dataset}: {coco}, or give the dataset as format: chestxray14 (NIH's "
+            "layout), whose bbox_list (BBox_List_2017.csv by default) holds its boxes"
+        )
+    else:
+        ways = f"set detector.annotations.{dataset}: {coco} or {{format: idrid, root: <folder holding 'A. Segmentation'>}}"
+    return f"detector.annotations has no entry for {dataset}: the lesion detector of {dataset} needs lesion boxes; {ways}"
 
 
 def lesion_sources(config: Config) -> dict[str, dict[str, Any]]:
@@ -318,6 +358,34 @@ def check_validation_split(config: Config) -> None:
         if problem:
             message, hint = problem
             raise PlanError(f"dataset {dataset}: {message}: {hint}")
+
+
+def table_header(path: Path) -> list[str] | None:
+    """The column names of a label table, or None where there is none to read yet (the fetch rule lists a missing
+    file, the index an unreadable one)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def check_quality_labels(config: Config) -> None:
+    """A fundus table must label its images' quality: the no-reference score that stands in for missing labels is a
+    chest radiograph score (comcl.index.quality). Refused now where the label file is there; the index refuses it
+    too (comcl.index.build.require_fundus_quality), for a file that appears later."""
+    for dataset, entry in config["datasets"].items():
+        if entry["format"] != "table" or entry["modality"] != "fundus":
+            continue
+        path = resolve(entry["root"], entry.get("labels") or TABLE_LABELS)
+        header = table_header(path)
+        if header is not None and "quality" not in header:
+            raise PlanError(
+                f"dataset {dataset}: {path} has no quality column, and a fundus table needs one: the quality score that "
+                "stands in for missing labels is a chest radiograph score, which does not measure fundus photographs; "
+                "add a column quality with each photograph's quality: EyeQ's Good, Usable or Reject (or 0, 1, 2; Good is "
+                "high quality, Usable and Reject low), or high / low"
+            )
 
 
 def check_lesion_scale(config: Config) -> None:

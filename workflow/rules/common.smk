@@ -48,6 +48,7 @@ FETCH_KEYS = plan.FETCH_KEYS
 planned(plan.check_initialisation)
 planned(plan.check_figure_methods, workflow.basedir)
 planned(plan.check_validation_split)
+planned(plan.check_quality_labels)
 planned(plan.check_lesion_scale)
 planned(plan.check_encoder_input)
 _to_fetch, _to_provide = plan.missing_data(config)

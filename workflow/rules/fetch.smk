@@ -12,7 +12,7 @@ rule fetch_dataset:
         "../../envs/comcl.yaml"
     params:
         name=lambda wildcards: wildcards.dataset,
-        source=lambda wildcards: section("datasets", wildcards.dataset),
+        source=lambda wildcards: section("datasets", wildcards.dataset, drop=plan.TRUTH_KEYS),
     script:
         "../scripts/fetch.py"
 

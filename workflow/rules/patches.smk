@@ -27,6 +27,7 @@ rule patch_figures:
         index=index_table("{version}"),
         detections=rules.detect.output[0],
         store=rules.patches.output.store,
+        summary=rules.patches.output.summary,
     output:
         windows=report(
             f"{RESULTS}/figures/patch_windows_{{dataset}}_{{version}}.png",
@@ -47,7 +48,37 @@ rule patch_figures:
     conda:
         "../../envs/comcl.yaml"
     params:
-        conf=config["patches"]["conf"],
-        seed=config["patches"]["seed"],
+        patches=section("patches"),
     script:
         "../scripts/patch_figures.py"
+
+
+rule lesion_truth:
+    """How much of the lesion levels is lesion, against the dataset's own lesion boxes (datasets.<name>.lesion_boxes):
+    the detector's precision and recall on the graded images, what the rim guard dropped, the lesion patches' purity."""
+    input:
+        index=index_table("{version}"),
+        original=index_table("original"),
+        detections=rules.detect.output[0],
+        store=rules.patches.output.store,
+        fetched=fetched_dataset,
+    output:
+        report(
+            f"{RESULTS}/{{dataset}}/{{version}}/lesion_truth.json",
+            caption="../report/lesion_truth.rst",
+            category="Patches",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/lesion_truth/{{dataset}}_{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/lesion_truth/{{dataset}}_{{version}}.tsv"
+    conda:
+        "../../envs/comcl.yaml"
+    params:
+        boxes=lambda wildcards: plan.lesion_boxes_file(config, wildcards.dataset),
+        preprocessed=lambda wildcards: plan.preprocessed(config, wildcards.dataset),
+        patches=section("patches"),
+        image_size=config["finetune"]["input_size"],
+    script:
+        "../scripts/lesion_truth.py"

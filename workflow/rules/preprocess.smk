@@ -14,7 +14,7 @@ rule preprocess:
         "../../envs/comcl.yaml"
     threads: workflow.cores
     params:
-        dataset=lambda wildcards: section("datasets", wildcards.dataset, drop=FETCH_KEYS),
+        dataset=lambda wildcards: section("datasets", wildcards.dataset, drop=FETCH_KEYS + plan.TRUTH_KEYS),
         size=config["preprocess"]["size"],
         # Not an output: Snakemake deletes outputs before a rerun, and this is what a stopped run resumes from.
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/preprocessed/work",

@@ -21,6 +21,7 @@ rule tables:
         metrics=[run["metrics"] for dataset in DATASETS for run in finetune_jobs(dataset)],
         pretrainings=sorted({run["pretraining"] for dataset in DATASETS for run in finetune_jobs(dataset) if run["pretraining"]}),
         indexes=expand(f"{RESULTS}/{{dataset}}/original/summary.json", dataset=DATASETS),
+        truths=plan.lesion_truth_outputs(config),
     output:
         tables=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
         html=[report(f"{RESULTS}/tables/{table}.html", caption=f"../report/{table}.rst", category="Tables") for table in TABLES],

@@ -8,8 +8,8 @@ with job_log(snakemake.log[0]):  # noqa: F821
         index=snakemake.input.index,  # noqa: F821
         detections=snakemake.input.detections,  # noqa: F821
         store=snakemake.input.store,  # noqa: F821
-        conf=snakemake.params.conf,  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
+        summary=snakemake.input.summary,  # noqa: F821
+        params=snakemake.params.patches,  # noqa: F821
         windows=snakemake.output.windows,  # noqa: F821
         mosaic=snakemake.output.mosaic,  # noqa: F821
     )

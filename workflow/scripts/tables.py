@@ -13,4 +13,5 @@ with job_log(snakemake.log[0]):  # noqa: F821
         context=context,
         folder=Path(snakemake.output.tables[0]).parent,  # noqa: F821
         indexes=dict(zip(context["datasets"], snakemake.input.indexes, strict=True)),  # noqa: F821
+        truths=snakemake.input.truths,  # noqa: F821
     )

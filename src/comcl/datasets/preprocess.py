@@ -179,6 +179,13 @@ def find_fov(image: np.ndarray) -> FovResult:
     return FovResult((w - 1) / 2, (h - 1) / 2, min(h, w) / 2, "centre", f"{circle}; {box}")
 
 
+def fov_square(fov: FovResult) -> tuple[int, int, int]:
+    """The square that preprocessing cuts around ``fov``: its top-left corner ``(x0, y0)`` in the photograph's
+    pixels (negative where the disc reaches past the image) and its side."""
+    side = max(1, round(2 * fov.radius))
+    return round(fov.x - side / 2 + 0.5), round(fov.y - side / 2 + 0.5), side
+
+
 def preprocess_image(image: np.ndarray, size: int) -> tuple[np.ndarray, FovResult]:
     """The ``size`` x ``size`` square around the field of view, and the field of view.
 
@@ -187,8 +194,7 @@ def preprocess_image(image: np.ndarray, size: int) -> tuple[np.ndarray, FovResul
     """
     fov = find_fov(image)
     h, w = image.shape[:2]
-    side = max(1, round(2 * fov.radius))
-    x0, y0 = round(fov.x - side / 2 + 0.5), round(fov.y - side / 2 + 0.5)
+    x0, y0, side = fov_square(fov)
     square = np.zeros((side, side, *image.shape[2:]), image.dtype)
     sx, sy = max(0, x0), max(0, y0)
     ex, ey = min(w, x0 + side), min(h, y0 + side)
@@ -239,12 +245,25 @@ def _kept(path: Path, source: Path, size: int) -> FovResult | None:
                 return None
     except (UnidentifiedImageError, OSError, UnusableImage):
         return None
+    return _fov_of_comment(comment)
+
+
+def _fov_of_comment(comment: bytes | str) -> FovResult | None:
     text = comment.decode(errors="replace") if isinstance(comment, bytes) else str(comment)
     if not text.startswith(_COMMENT_KEY):
         return None
     try:
         return FovResult(**json.loads(text[len(_COMMENT_KEY) :]))
     except (ValueError, TypeError):
+        return None
+
+
+def recorded_fov(path: str | Path) -> FovResult | None:
+    """The field of view that a preprocessed image was cut around, from its comment; ``None`` if it has none."""
+    try:
+        with Image.open(path) as image:
+            return _fov_of_comment(image.info.get("comment", b""))
+    except (UnidentifiedImageError, OSError):
         return None
 
 

@@ -1,8 +1,10 @@
 """A dataset of one's own: a folder of images and one CSV that labels them (``format: table``).
 
 Columns: ``image`` (the file, relative to the dataset's root), ``split`` (``train`` or ``test``), the
-labels, and optionally ``patient`` (default: the image: each its own patient) and ``quality``
-(``high``/``low``, or EyeQ's ``Good``/``Usable``/``Reject`` or 0/1/2). Labels: for ``grading`` a ``grade`` column of integers 0 .. num_classes - 1; for
+labels, optionally ``patient`` (default: the image: each its own patient), and ``quality`` (``high``/``low``, or
+EyeQ's ``Good``/``Usable``/``Reject`` or 0/1/2): optional for chest films, which the chest radiograph score can
+rate, required for fundus photographs, which it cannot (the index refuses a fundus table without it). Labels: for
+``grading`` a ``grade`` column of integers 0 .. num_classes - 1; for
 ``multilabel`` one 0/1 column per finding. An image's id is its file name without the extension
 (as for every format: the detector's boxes are matched to it by that), so two files of one name in
 different folders are refused.

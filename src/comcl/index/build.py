@@ -12,15 +12,17 @@ which fine-tuning selects its model. ``quality`` is ``high`` or ``low``; ``lesio
 image shows disease; ``level`` is one of ``L`` (high-quality lesion), ``L~`` (low-quality lesion),
 ``H`` (high-quality healthy) and ``H~`` (low-quality healthy); ``degraded``/``degradation`` are set
 by the degradation stage (here: never). The Parquet metadata says how to read the labels: ``task``
-(``grading`` or ``multilabel``), ``label_columns`` and ``num_classes``; and how the validation split
-was drawn (``val_share``, ``val_seed``).
+(``grading`` or ``multilabel``), ``label_columns`` and ``num_classes``; how the validation split
+was drawn (``val_share``, ``val_seed``); and what decided each image's quality (``quality_source``: the
+dataset's ``labels``, or the chest radiograph score of :mod:`comcl.index.quality`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from comcl.datasets.tables import check_columns, read_csv_checked
 from comcl.errors import DataError
 from comcl.images import check_images, refuse_unusable
 from comcl.index import quality
-from comcl.index.validation import validation_count, validation_problem
+from comcl.index.validation import MIN_VALIDATION_VALUES, validation_count, validation_problem
 from comcl.io import write_json, write_table
 from comcl.levels import LEVELS
 from comcl.parallel import image_seed, parallel_map
@@ -46,6 +48,8 @@ OFFICIAL_SPLITS = ("train", "test")
 SPLITS = ("train", "val", "test")
 CORE_COLUMNS = ("image_id", "path", "split", "patient_id")
 STATE_COLUMNS = ("quality", "lesion", "level", "degraded", "degradation", "width", "height")
+# The index's quality_source when the dataset's own labels decide quality (else quality.SOURCE, the score).
+LABELLED = "labels"
 _QUALITY_HINT = (
     "the quality score decodes every image: re-download the broken ones or remove their rows from the label file "
     "(index: check_images: decode finds every such image, before the score)"
@@ -89,30 +93,99 @@ def _check_splits(frame: pd.DataFrame, sources: Mapping[str, Path]) -> None:
         )
 
 
-def carve_validation(frame: pd.DataFrame, share: float, seed: int, source: Path) -> pd.DataFrame:
+def carve_validation(
+    frame: pd.DataFrame, share: float, seed: int, source: Path, labels: Sequence[str], name: str
+) -> pd.DataFrame:
     """``frame`` with about ``share`` of its train split's patients moved, whole, to the ``val`` split.
 
     Whole patients: the images of one patient (EyeQ: both eyes, ``<id>_left`` and ``<id>_right``) are
     alike, and a patient on both sides would make validation scores optimistic. Patients are drawn in
     an order that depends only on ``seed`` and each patient's id, so the split does not depend on the
-    row order. ``source`` is the train split's file, named when ``share`` would leave the train or val
-    split empty.
+    row order. ``source`` is the train split's file, named (with the dataset's ``name``) when ``share``
+    would leave the train or val split empty, or a val split on which no model can be selected
+    (:func:`check_selectable`; ``labels`` are the label columns).
     """
     train = frame["split"] == "train"
     patients = set(frame.loc[train, "patient_id"])
     problem = validation_problem(len(patients), share)
     if problem:
         message, hint = problem
-        raise DataError(message, path=source, hint=hint)
+        raise DataError(f"dataset {name}: {message}", path=source, hint=hint)
     order = sorted(patients, key=lambda patient: (image_seed(seed, patient).generate_state(1)[0], patient))
     chosen = order[: validation_count(len(patients), share)]
     frame = frame.copy()
     frame.loc[train & frame["patient_id"].isin(chosen), "split"] = "val"
+    check_selectable(frame, labels, order, share, source, name)
     return frame
 
 
+def check_selectable(
+    frame: pd.DataFrame, labels: Sequence[str], order: Sequence[str], share: float, source: Path, name: str
+) -> None:
+    """Refuse a validation split on which fine-tuning cannot select a model: one where no label column takes
+    :data:`~comcl.index.validation.MIN_VALIDATION_VALUES` values (a single grade; each finding on all its images or
+    on none), one image included. Fine-tuning keeps the epoch with the best validation kappa, and on one grade the
+    quadratic kappa is 0 or undefined whatever the model predicts (its disagreement is the chance one): every
+    epoch ties and the first, barely trained, is kept. ``labels`` are a grade column or boolean finding columns;
+    ``order`` is the order in which the training patients go to validation, from which the hint works out the
+    smallest ``index.val_share`` that would do."""
+    val = frame[frame["split"] == "val"]
+    if any(val[column].nunique() >= MIN_VALIDATION_VALUES for column in labels):
+        return
+    needed = _patients_needed(frame[frame["split"] != "test"], labels, order)
+    if needed is not None and needed < len(order):
+        advice = (
+            f"raise index.val_share from {share} to at least {math.ceil(1000 * needed / len(order)) / 1000:g} ({needed} of "
+            f"the {len(order)} training patients), or add training images"
+        )
+    else:
+        advice = "add training images: the training split's labels do not vary enough to leave a validation split that does"
+    images = _count(len(val), "image")
+    if pd.api.types.is_bool_dtype(frame[labels[0]]):
+        held, needs = f"{images}, each finding on all or none", "a finding present on some of its images and absent on others"
+    else:
+        held, needs = f"{images} of grade {val[labels[0]].iloc[0]} only", f"at least {MIN_VALIDATION_VALUES} grades"
+    raise DataError(
+        f"dataset {name}: the validation split cannot select a model: it holds {held}, on which the validation kappa is 0 "
+        f"or undefined whatever a model predicts, so fine-tuning would keep its first epoch (splits: {_split_counts(frame)})",
+        path=source,
+        hint=f"{advice}: the validation split needs {needs}",
+    )
+
+
+def _patients_needed(rows: pd.DataFrame, labels: Sequence[str], order: Sequence[str]) -> int | None:
+    """The fewest patients, taken in ``order``, whose images (``rows``: the train and val splits) differ in a label
+    column; None when no number does. A row at position p in the order that differs from the first patient's
+    value needs the first p + 1 patients, and every row before it has that value."""
+    position = rows["patient_id"].map({patient: number for number, patient in enumerate(order)})
+    first = position.idxmin()
+    found = [position[rows[column] != rows.at[first, column]].min() for column in labels]
+    counts = [int(value) + 1 for value in found if pd.notna(value)]
+    return min(counts) if counts else None
+
+
+def _split_counts(frame: pd.DataFrame) -> str:
+    """Images and patients per split, for a message."""
+    parts = []
+    for split in SPLITS:
+        part = frame[frame["split"] == split]
+        parts.append(f"{split} {_count(len(part), 'image')} of {_count(part['patient_id'].nunique(), 'patient')}")
+    return ", ".join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def index_eyeq(
-    root: Path, labels: Mapping[str, str], images: Mapping[str, str], check: str, workers: int, val_share: float, seed: int
+    root: Path,
+    labels: Mapping[str, str],
+    images: Mapping[str, str],
+    check: str,
+    workers: int,
+    val_share: float,
+    seed: int,
+    name: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """EyeQ: quality Good is high quality, Usable and Reject low; lesion = DR grade > 0. The patient is
     the number in ``<id>_<left|right>``."""
@@ -137,9 +210,10 @@ def index_eyeq(
         parts.append(check_images(part, check, sources[split], workers))
     frame = pd.concat(parts, ignore_index=True)
     _check_splits(frame, sources)
-    frame = carve_validation(frame, val_share, seed, sources["train"])
+    frame = carve_validation(frame, val_share, seed, sources["train"], ["dr_grade"], name)
     frame = _finish(frame, ["dr_grade"], frame["eyeq_quality"] > 0, frame["dr_grade"] > 0)
-    return frame, {"format": "eyeq", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
+    meta = {"format": "eyeq", "task": "grading", "label_columns": ["dr_grade"], "num_classes": 5}
+    return frame, {**meta, "quality_source": LABELLED}
 
 
 def index_chestxray14(
@@ -155,6 +229,7 @@ def index_chestxray14(
     workers: int,
     val_share: float,
     seed: int,
+    name: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """ChestX-ray14 on the 8 ChestX-ray8 findings, official patient-wise split.
 
@@ -178,13 +253,13 @@ def index_chestxray14(
             line=int(stray["line"].iloc[0]),
             hint="use the box list and Data_Entry file of the same release",
         )
-    sources = {split: root / name for split, name in split_lists.items()}
+    sources = {split: root / listing for split, listing in split_lists.items()}
     split_of: dict[str, str] = {}
     for split in OFFICIAL_SPLITS:
-        for name in nih.read_split_list(sources[split]):
-            if split_of.setdefault(name, split) != split:
+        for image in nih.read_split_list(sources[split]):
+            if split_of.setdefault(image, split) != split:
                 raise DataError(
-                    f"image {name!r} is in both split lists", path=sources[split], hint="an image belongs to one split only"
+                    f"image {image!r} is in both split lists", path=sources[split], hint="an image belongs to one split only"
                 )
     unknown = sorted(set(split_of) - set(table["Image Index"]))
     if unknown:
@@ -222,7 +297,7 @@ def index_chestxray14(
     frame = check_images(frame, check, entry_path, workers)
     _check_splits(frame, sources)
     frame, removed = drop_boxed_test_images(frame, boxes, sources["test"])
-    frame = carve_validation(frame, val_share, seed, sources["train"])
+    frame = carve_validation(frame, val_share, seed, sources["train"], nih.TASK_FINDINGS, name)
     if quality_csv:
         low = _quality_from_csv(root / quality_csv, frame)
     else:
@@ -236,6 +311,7 @@ def index_chestxray14(
         "num_classes": 8,
         "boxes": len(boxes),
         "boxed_test_images_removed": removed,
+        "quality_source": LABELLED if quality_csv else quality.SOURCE,
     }
     return frame, meta
 
@@ -264,23 +340,27 @@ def index_table(
     root: Path,
     labels: str,
     task: str,
+    modality: str,
     check: str,
     workers: int,
     val_share: float,
     seed: int,
+    name: str,
     findings: list[str] | None = None,
     num_classes: int | None = None,
     low_quality_share: float = 0.432,
     images: str = ".",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A dataset of one's own (:mod:`comcl.datasets.table`): lesion = grade > 0, or any finding. Quality from its
-    ``quality`` column, else the no-reference score as for ChestX-ray14. ``images``: the folder, relative to
-    ``root``, that the image paths are relative to (the preprocessed one for a preprocessed fundus table)."""
+    ``quality`` column, else, for a chest table, the no-reference score as for ChestX-ray14; a fundus table without
+    one is refused (:func:`require_fundus_quality`). ``images``: the folder, relative to ``root``, that the image
+    paths are relative to (the preprocessed one for a preprocessed fundus table)."""
     source = root / labels
     table, classes = table_labels.read_labels(source, task, findings, num_classes)
     label_columns = [table_labels.GRADE] if task == "grading" else list(findings or ())
     folder = Path(os.path.normpath(root / images))
     if "quality" not in table.columns:
+        require_fundus_quality(modality, source, name)
         _require_images_to_score(folder, f"a quality column (high or low) in {source.name}")
     frame = pd.DataFrame(
         {
@@ -293,14 +373,30 @@ def index_table(
         }
     )
     frame = check_images(frame, check, source, workers)
-    frame = carve_validation(frame, val_share, seed, source)
+    frame = carve_validation(frame, val_share, seed, source, label_columns, name)
     if "quality" in table.columns:
         low = pd.Series((table["quality"] == "low").to_numpy(), index=frame.index)
     else:
         frame, low = _scored_quality(frame, low_quality_share, source, workers)
     lesion = frame[table_labels.GRADE] > 0 if task == "grading" else frame[label_columns].any(axis=1)
     frame = _finish(frame, label_columns, low, lesion)
-    return frame, {"format": "table", "task": task, "label_columns": label_columns, "num_classes": classes}
+    meta = {"format": "table", "task": task, "label_columns": label_columns, "num_classes": classes}
+    return frame, {**meta, "quality_source": LABELLED if "quality" in table.columns else quality.SOURCE}
+
+
+def require_fundus_quality(modality: str, source: Path, name: str) -> None:
+    """A fundus table must label its images' quality: the no-reference score is a chest radiograph score
+    (:mod:`comcl.index.quality`), which measures noise, blur and exposure of a film, not whether a photograph
+    shows the retina well enough to grade (tried on 8 EyePACS photographs, it agreed with EyeQ's labels on 3)."""
+    if modality == "fundus":
+        raise DataError(
+            f"dataset {name}: the label file has no quality column, and a fundus table needs one: the quality score "
+            "that stands in for missing labels is a chest radiograph score, which does not measure fundus photographs",
+            path=source,
+            line=1,
+            hint=f"add a column quality to {source.name} with each photograph's quality: EyeQ's Good, Usable or Reject "
+            "(or 0, 1, 2; Good is high quality, Usable and Reject low), or high / low",
+        )
 
 
 def drop_boxed_test_images(frame: pd.DataFrame, boxes: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, int]:
@@ -381,16 +477,19 @@ INDEXERS = {"eyeq": index_eyeq, "chestxray14": index_chestxray14, "table": index
 
 
 def build_index(
-    dataset: Mapping[str, Any], check: str, workers: int, val_share: float, seed: int
+    dataset: Mapping[str, Any], check: str, workers: int, val_share: float, seed: int, name: str | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Index one configured dataset (its config section: ``format``, ``root`` and the format's keys),
-    ``val_share`` of its training patients in the validation split (drawn with ``seed``)."""
+    ``val_share`` of its training patients in the validation split (drawn with ``seed``). ``name``, the
+    dataset's name in the configuration (default: its root folder's), is what its refusals call it."""
     options = dict(dataset)
     form = options.pop("format")
     if form not in INDEXERS:
         raise ValueError(f"unknown dataset format {form!r}; known: {sorted(INDEXERS)}")
-    root, modality = Path(options.pop("root")), options.pop("modality")
-    frame, meta = INDEXERS[form](root, check=check, workers=workers, val_share=val_share, seed=seed, **options)
+    root = Path(options.pop("root"))
+    modality = options["modality"] if form == "table" else options.pop("modality")  # a table's decides its quality
+    name = name or root.name
+    frame, meta = INDEXERS[form](root, check=check, workers=workers, val_share=val_share, seed=seed, name=name, **options)
     return frame, {**meta, "modality": modality, "val_share": val_share, "val_seed": seed}
 
 
@@ -405,7 +504,7 @@ def run_index(
     summary: str | Path,
 ) -> None:
     """The ``index`` rule: the Parquet index and its JSON summary."""
-    frame, meta = build_index(dataset, check, workers, val_share, seed)
+    frame, meta = build_index(dataset, check, workers, val_share, seed, name)
     meta = {"dataset": name, "proportion": "original", **meta}
     write_table(table, frame, meta)
     write_json(summary, summarize(frame, meta))

@@ -1,5 +1,10 @@
 """A no-reference quality score for chest radiographs, for datasets that publish no quality labels.
 
+It measures what degrades a radiograph (noise, blur, contrast, exposure, grid lines), not what makes a fundus
+photograph usable (field of view, illumination, focus on the vessels): a fundus dataset brings its quality labels
+(:func:`comcl.index.build.index_table` refuses a fundus table without them), and the index's summary names the
+measure that decided each dataset's quality (``quality_source``).
+
 Every measurement is taken on the image reduced to ``ANALYSIS_SIZE`` pixels on its longer side (area
 averaging; a smaller image is measured as it is, since enlarging adds no detail), so that lengths are
 fractions of the film, as the degradation model (:mod:`comcl.degrade.chest`) gives them: the same film
@@ -56,6 +61,8 @@ import pandas as pd
 
 from comcl.images import UnusableImage, checked_image
 
+# How an index's summary names this measure (its ``quality_source``, beside "labels").
+SOURCE = "chest radiograph score (comcl.index.quality)"
 ANALYSIS_SIZE = 256
 FEATURES = ("sharpness", "noise", "contrast", "exposure", "periodic")
 _WEIGHTS = {"sharpness": 1.0, "noise": -0.5, "contrast": 1.0, "exposure": -2.0, "periodic": -1.0}

@@ -3,6 +3,11 @@ for the workflow's load-time check. Standard library only: the workflow imports 
 
 from __future__ import annotations
 
+# The fewest values a label column must take on the validation split for fine-tuning to select a model there: two
+# grades (multilabel: a finding present on some images and absent on others). On one, the validation kappa is 0 or
+# undefined whatever the model predicts, so one image is never enough (comcl.index.build.check_selectable).
+MIN_VALIDATION_VALUES = 2
+
 
 def validation_count(patients: int, share: float) -> int:
     """Patients of a train split of ``patients`` that go to the validation split."""

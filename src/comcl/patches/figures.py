@@ -1,13 +1,16 @@
 """Figures of the patch stage: where the patches come from, and what they look like, per level.
 
-``draw_windows``: sample images of each level with the detector's boxes above ``conf`` (lesion
-levels) and the windows cut from them (dashed), drawn on the images as the patch stage cut them
+``draw_windows``: sample images of each level with the detector's boxes that the patch stage kept
+(above ``conf``, off the field of view's rim; lesion levels) and the windows cut from them (dashed), drawn on the images as the patch stage cut them
 (resized to the store's ``image_size``); ``draw_mosaic``: patches of each level side by side.
 Samples are drawn with a seed, so the same store gives the same figure.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,8 @@ from matplotlib.patches import Rectangle
 
 from comcl.images import CHANNELS, read_image, resize_square
 from comcl.io import read_table, save_figure
-from comcl.levels import LEVEL_NAMES, LEVELS
-from comcl.patches.stage import scale_boxes
+from comcl.levels import LESION_LEVELS, LEVEL_NAMES, LEVELS
+from comcl.patches.stage import kept_boxes, scale_boxes
 from comcl.patches.store import PatchDataset, read_store_metadata
 
 _COLOURS = ("#00e5ff", "#7cff4f", "#ff4fd8", "#ffe14f", "#ff8c1a", "#b58cff", "#ff5a5a", "#ffffff")
@@ -30,14 +33,23 @@ def _sample(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFra
 
 
 def run_patch_figures(
-    index: str | Path, detections: str | Path, store: str | Path, conf: float, seed: int, windows: str | Path, mosaic: str | Path
+    index: str | Path,
+    detections: str | Path,
+    store: str | Path,
+    summary: str | Path,
+    params: Mapping[str, Any],
+    windows: str | Path,
+    mosaic: str | Path,
 ) -> None:
     """The patch figures of a dataset version: detections and windows on sample images, and the mosaic per level."""
     frame, meta = read_table(index)
     boxes, _ = read_table(detections)
     cut = pd.read_parquet(store, columns=["image_id", "x0", "y0", "x1", "y1"])
-    draw_windows(frame, meta, boxes, cut, read_store_metadata(store)["image_size"], conf, windows, seed)
-    draw_mosaic(store, mosaic, seed)
+    on_rim = Counter()
+    for levels in json.loads(Path(summary).read_text())["per_split_level"].values():
+        on_rim.update({level: cell["rim_detections_dropped"] for level, cell in levels.items()})
+    draw_windows(frame, meta, boxes, cut, read_store_metadata(store)["image_size"], params, windows, on_rim)
+    draw_mosaic(store, mosaic, params["seed"])
 
 
 def draw_windows(
@@ -46,28 +58,30 @@ def draw_windows(
     detections: pd.DataFrame,
     store: pd.DataFrame,
     image_size: int,
-    conf: float,
+    params: Mapping[str, Any],
     path: str | Path,
-    seed: int,
+    on_rim: Mapping[str, int],
     per_level: int = 4,
 ) -> None:
     """Rows: levels; columns: sample images that gave patches, resized to ``image_size`` as the patch
-    stage resized them, with boxes (solid) and windows (dashed)."""
-    rng = np.random.default_rng(seed)
+    stage resized them, with the boxes it kept (solid) and windows (dashed); each lesion row says how many
+    detections of its level the rim guard dropped (``on_rim``)."""
+    rng = np.random.default_rng(params["seed"])
     classes = sorted(detections["label"].unique()) if len(detections) else []
     colour = {name: _COLOURS[i % len(_COLOURS)] for i, name in enumerate(classes)}
     fig = Figure(figsize=(2.6 * per_level, 2.4 * len(LEVELS) + 0.6))
     axes = fig.subplots(len(LEVELS), per_level, squeeze=False)
     with_patches = index[index["image_id"].isin(store["image_id"])]
     for row, level in zip(axes, LEVELS, strict=True):
-        row[0].set_ylabel(LEVEL_NAMES[level], fontsize=8)
+        dropped = f"\n{on_rim.get(level, 0)} rim detections dropped" if level in LESION_LEVELS else ""
+        row[0].set_ylabel(LEVEL_NAMES[level] + dropped, fontsize=8)
         chosen = _sample(with_patches[with_patches["level"] == level], per_level, rng)
         for ax, (_, record) in zip(row, chosen.iterrows(), strict=False):
             original = read_image(record["path"], CHANNELS[meta["modality"]])
             image = resize_square(original, image_size)
             ax.imshow(image.squeeze(), cmap="gray" if image.shape[2] == 1 else None)
-            found = detections[(detections["image_id"] == record["image_id"]) & (detections["score"] > conf)]
-            found = scale_boxes(found, original.shape[1], original.shape[0], image_size)
+            found = detections[detections["image_id"] == record["image_id"]]
+            found, _ = kept_boxes(image, scale_boxes(found, original.shape[1], original.shape[0], image_size), params)
             for box in found.itertuples():
                 ax.add_patch(
                     Rectangle((box.x1, box.y1), box.x2 - box.x1, box.y2 - box.y1, fill=False, lw=0.8, ec=colour[box.label])
@@ -93,7 +107,11 @@ def draw_windows(
     handles = [Rectangle((0, 0), 1, 1, fill=False, ec=c, label=name) for name, c in colour.items()]
     handles.append(Rectangle((0, 0), 1, 1, fill=False, ec="black", ls="--", label="patch window"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"{meta.get('dataset')} {meta.get('proportion')}: detections above {conf} and patch windows", fontsize=10)
+    fig.suptitle(
+        f"{meta.get('dataset')} {meta.get('proportion')}: detections above {params['conf']} off the field of view's rim, "
+        "and patch windows",
+        fontsize=10,
+    )
     save_figure(fig, path)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from comcl.errors import DataError
-from comcl.fov import estimate_fov_mask
+from comcl.fov import boxes_inside, estimate_fov_mask, inner_fov
 from comcl.images import CHANNELS, read_image, resize_square
 from comcl.io import read_table, write_json
 from comcl.levels import LESION_LEVELS, LEVELS
@@ -48,10 +49,18 @@ def cut(image: np.ndarray, window: tuple[int, int, int, int], size: int) -> np.n
     return pixels if x1 - x0 == size else resize_square(pixels, size)
 
 
-def lesion_rows(record: Mapping[str, Any], image: np.ndarray, boxes: pd.DataFrame, params: Mapping[str, Any]) -> list[PatchRow]:
-    """Omega: one window per detection above ``conf``, overlapping duplicates merged (``boxes`` in the frame of ``image``)."""
-    height, width = image.shape[:2]
+def kept_boxes(image: np.ndarray, boxes: pd.DataFrame, params: Mapping[str, Any]) -> tuple[pd.DataFrame, int]:
+    """The detections above ``conf`` that lie inside the field of view (centre off its rim, at least half inside),
+    and how many above ``conf`` lay on the rim (``boxes`` in the frame of ``image``)."""
     boxes = boxes[boxes["score"] > params["conf"]]
+    fov = estimate_fov_mask(image, params["fov_threshold"])
+    inside = boxes_inside(boxes[["x1", "y1", "x2", "y2"]].to_numpy(), fov, inner_fov(fov, params["fov_margin"]))
+    return boxes[inside], int((~inside).sum())
+
+
+def lesion_rows(record: Mapping[str, Any], image: np.ndarray, boxes: pd.DataFrame, params: Mapping[str, Any]) -> list[PatchRow]:
+    """Omega: one window per kept detection (:func:`kept_boxes`), overlapping duplicates merged."""
+    height, width = image.shape[:2]
     expanded = [expand_box((b.x1, b.y1, b.x2, b.y2), width, height, params["size"]) for b in boxes.itertuples()]
     if not expanded:
         return []
@@ -102,24 +111,33 @@ def healthy_rows(record: Mapping[str, Any], image: np.ndarray, params: Mapping[s
 
 def image_rows(
     job: tuple[dict[str, Any], pd.DataFrame], params: Mapping[str, Any], image_size: int, channels: int
-) -> tuple[dict[str, Any], list[PatchRow] | str]:
-    """The image's record and its patches, cut from the image resized to ``image_size``, or why the image cannot be used."""
+) -> tuple[dict[str, Any], list[PatchRow] | str, int]:
+    """The image's record, its patches cut from the image resized to ``image_size`` (or why the image cannot be
+    used), and how many of its detections lay on the field of view's rim."""
     record, boxes = job
     image = read_image(record["path"], channels)
     if image is None:
-        return record, "missing or undecodable"
+        return record, "missing or undecodable", 0
     height, width = image.shape[:2]
     image = resize_square(image, image_size)
     try:
         if record["level"] in LESION_LEVELS:
-            return record, lesion_rows(record, image, scale_boxes(boxes, width, height, image_size), params)
-        return record, healthy_rows(record, image, params)
+            kept, on_rim = kept_boxes(image, scale_boxes(boxes, width, height, image_size), params)
+            return record, lesion_rows(record, image, kept, params), on_rim
+        return record, healthy_rows(record, image, params), 0
     except ValueError as error:
-        return record, str(error)
+        return record, str(error), 0
 
 
-def summarize_patches(store: pd.DataFrame, frame: pd.DataFrame, without: dict[str, list[str]], image_size: int) -> dict[str, Any]:
-    """Patches per split and level, and the images that gave none (listed, never dropped silently)."""
+def summarize_patches(
+    store: pd.DataFrame,
+    frame: pd.DataFrame,
+    without: dict[str, list[str]],
+    image_size: int,
+    on_rim: Mapping[tuple[str, str], int],
+) -> dict[str, Any]:
+    """Patches per split and level, the detections dropped on the rim, and the images that gave no patch (listed,
+    never dropped silently)."""
     counts = store.groupby(["split", "level"]).size()
     images = frame.groupby(["split", "level"]).size()
     return {
@@ -127,11 +145,16 @@ def summarize_patches(store: pd.DataFrame, frame: pd.DataFrame, without: dict[st
         "image_size": image_size,
         "per_split_level": {
             split: {
-                level: {"images": int(images.get((split, level), 0)), "patches": int(counts.get((split, level), 0))}
+                level: {
+                    "images": int(images.get((split, level), 0)),
+                    "patches": int(counts.get((split, level), 0)),
+                    "rim_detections_dropped": int(on_rim.get((split, level), 0)),
+                }
                 for level in LEVELS
             }
             for split in sorted(frame["split"].unique())
         },
+        "rim_detections_dropped": int(sum(on_rim.values())),
         "lesion_images_without_detection": {"count": len(without["lesion"]), "images": without["lesion"]},
         "healthy_images_without_window": {"count": len(without["healthy"]), "images": without["healthy"]},
         "patches_per_label": {str(k): int(v) for k, v in store["label"].value_counts().items()},
@@ -163,10 +186,11 @@ def run_patches(
     jobs = ((record, found.iloc[rows_of.get(record["image_id"], [])]) for record in records)
     work = functools.partial(image_rows, params=params, image_size=image_size, channels=channels)
     without: dict[str, list[str]] = {"lesion": [], "healthy": []}
+    on_rim: Counter[tuple[str, str]] = Counter()
     store_meta = {key: meta.get(key) for key in ("dataset", "proportion", "format", "modality", "task")}
     store_meta |= {"params": dict(params), "image_size": image_size}
     with PatchStoreWriter(store, params["size"], channels, store_meta, params["row_group_bytes"]) as writer:
-        for record, rows in parallel_stream(work, jobs, len(frame), workers, desc="patches"):
+        for record, rows, dropped in parallel_stream(work, jobs, len(frame), workers, desc="patches"):
             if isinstance(rows, str):
                 raise DataError(
                     f"image {record['image_id']!r}: {rows}",
@@ -175,12 +199,18 @@ def run_patches(
                 )
             if not rows:
                 without["lesion" if record["level"] in LESION_LEVELS else "healthy"].append(record["image_id"])
+            on_rim[record["split"], record["level"]] += dropped
             writer.add(rows)
     written = pd.read_parquet(store, columns=["split", "level", "label", "box_exceeds_patch"])
-    result = summarize_patches(written, frame, without, image_size)
+    result = summarize_patches(written, frame, without, image_size, on_rim)
     for kind, names in without.items():
         if names:
             log.warning("%d %s images gave no patch (listed in %s)", len(names), kind, summary)
+    log.info(
+        "%d detections above %s lay on the field of view's rim and gave no window",
+        result["rim_detections_dropped"],
+        params["conf"],
+    )
     write_json(summary, result)
     return result
 

@@ -587,14 +587,44 @@ def _with_pretraining(run: Mapping[str, Any], document: dict[str, Any]) -> tuple
     return {**document, "init": init}, summary
 
 
+def _read_json(path: str | Path, hint: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {Path(path).name}: {error}", path=path, hint=hint) from error
+
+
 def _read_indexes(paths: Mapping[str, str | Path]) -> dict[str, dict[str, Any]]:
-    summaries = {}
-    for dataset, path in paths.items():
-        try:
-            summaries[dataset] = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise DataError(f"cannot read the index summary: {error}", path=path, hint="run the index stage again") from error
-    return summaries
+    return {dataset: _read_json(path, "run the index stage again") for dataset, path in paths.items()}
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _truth_notes(measured: Sequence[Mapping[str, Any]], layout: Mapping[str, Any]) -> list[str]:
+    """Per dataset, how much of what pretraining read as lesion was lesion (train split), by version and level."""
+    by_dataset: dict[str, list[Mapping[str, Any]]] = {}
+    for document in measured:
+        by_dataset.setdefault(document["dataset"], []).append(document)
+    notes = []
+    for dataset, documents in by_dataset.items():
+        parts, dropped, dropped_true = [], 0, 0
+        for document in documents:
+            cells = document["per_split_level"].get("train", {})
+            levels = [
+                f"{level} {_share(cell['purity'])} (precision {_share(cell['precision'])}, recall {_share(cell['recall'])})"
+                for level, cell in cells.items()
+            ]
+            parts.append(f"{document['proportion']}: {', '.join(levels)}")
+            dropped += sum(cell["rim_dropped"] for cell in cells.values())
+            dropped_true += sum(cell["rim_dropped_true"] for cell in cells.values())
+        notes.append(
+            f"{_label(layout, 'datasets', dataset)} lesion patches against the dataset's own lesion boxes (train split, "
+            f"detections above {documents[0]['conf']}): purity {'; '.join(parts)}. {dropped} detections on the field of "
+            f"view's rim were dropped, {dropped_true} of them on a lesion."
+        )
+    return notes
 
 
 def _start_note(summary: pd.DataFrame) -> str | None:
@@ -614,12 +644,14 @@ def write_tables(
     context: Mapping[str, Any],
     folder: str | Path,
     indexes: Mapping[str, str | Path] | None = None,
+    truths: Sequence[str | Path] = (),
 ) -> None:
     """Write ``<folder>/<table>.<format>`` for each of :data:`TABLES` and :data:`FORMATS`, and
     ``<folder>/per_class_<dataset>.csv`` per dataset. ``variants``: method -> its pretraining variant definition (for
     the names of unlisted variants and Table 3's level pairs, so the marks say what ran); ``context``: the datasets
     (name -> format and root, in table order), versions, seeds and the fine-tuning and pretraining settings;
-    ``indexes``: dataset -> the summary.json of its original index (how many boxed images left its test split)."""
+    ``indexes``: dataset -> the summary.json of its original index (how many boxed images left its test split);
+    ``truths``: the lesion-truth measurements (:mod:`comcl.patches.truth`) of the versions that have them."""
     layout = _layout()
     loaded, partial, steps = [], {}, {}
     for run in runs:
@@ -651,6 +683,7 @@ def write_tables(
             *([start] if start else []),
             *_notes(loaded, datasets, versions, context, layout, _read_indexes(indexes or {})),
             *([budget] if (budget := _steps_note(steps, variants)) else []),
+            *_truth_notes([_read_json(path, "run the lesion_truth rule again") for path in truths], layout),
         ),
         seeds=len(context["seeds"]),
     )

@@ -8,6 +8,8 @@ Layout (as the NIH release once its archives are extracted)::
 Patients have one or more follow-up images and are split whole between the two lists. NIH
 publishes no quality labels, so none are written: exactly ``round(share * n)`` images are degraded
 (one or two chest degradations each), and the indexer has to find them with its quality score.
+Every finding's box, boxed in the BBox list or not, is in ``lesion_boxes.csv``
+(:mod:`comcl.datasets.lesion_boxes`), which measures the patches and no stage trains on.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from comcl.datasets import chestxray14 as nih
+from comcl.datasets.lesion_boxes import LESION_BOXES_FILE, write_lesion_boxes
 from comcl.degrade.chest import degrade_chest, random_chest_kinds
 from comcl.io import save_image
 from comcl.parallel import item_seeds, parallel_map
@@ -127,4 +130,5 @@ def generate(root: Path, spec: ChestSpec, seed: int, workers: int) -> pd.DataFra
     boxed = rng.random(n_images) < spec.bbox_share
     boxes = [(row.image, *lesion) for row, keep in zip(truth.itertuples(), boxed, strict=True) if keep for lesion in row.lesions]
     nih.write_bbox_list(root / nih.BBOX_FILE, boxes)
+    write_lesion_boxes(root / LESION_BOXES_FILE, [(row.image, *lesion) for row in truth.itertuples() for lesion in row.lesions])
     return truth

@@ -8,7 +8,8 @@ Layout (as the Kaggle download plus the EyeQ label files)::
 Grades follow :mod:`comcl.synth.grading`. Quality: exactly ``round(share * n)`` images of a split
 are low quality; of those a ``reject_share`` are Reject (all three degradation families combined)
 and the rest Usable (one of the six partial combinations), through the same degradation model
-that the degradation stage uses.
+that the degradation stage uses. Every lesion drawn is in ``lesion_boxes.csv``
+(:mod:`comcl.datasets.lesion_boxes`), which measures the patches and no stage trains on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from comcl.datasets import eyeq
+from comcl.datasets.lesion_boxes import LESION_BOXES_FILE, write_lesion_boxes
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus
 from comcl.io import save_image
 from comcl.parallel import item_seeds, parallel_map
@@ -112,4 +114,5 @@ def generate(root: Path, spec: EyeQSpec, seed: int, workers: int) -> pd.DataFram
         eyeq.write_labels(
             root / eyeq.LABEL_FILES[split], rows["image"].tolist(), rows["quality"].tolist(), rows["DR_grade"].tolist()
         )
+    write_lesion_boxes(root / LESION_BOXES_FILE, [(row.image, *lesion) for row in truth.itertuples() for lesion in row.lesions])
     return truth
