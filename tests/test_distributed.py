@@ -20,6 +20,7 @@ from comcl.finetune.model import build_classifier
 from comcl.finetune.train import finetune
 from comcl.pretrain.model import ContrastiveModel
 from comcl.pretrain.train import CHECKPOINT, pretrain, train_step
+from tests.interrupt import Killed, kill_after_optimizer_steps
 from tests.test_finetune import PARAMS as FINETUNE
 from tests.test_finetune import tiny_index
 from tests.test_pretrain import PARAMS as PRETRAIN
@@ -97,19 +98,8 @@ def test_a_run_resumes_on_two_processes_from_the_checkpoint_of_one(data, tmp_pat
         VARIANTS["comcl"], PRETRAIN, store, index, tmp_path / "whole" / "work", **outputs(tmp_path / "whole"), threads=2
     )
 
-    class Killed(Exception):
-        pass
-
-    original, calls = torch.optim.AdamW.step, {"n": 0}
-
-    def step_then_die(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise Killed
-        return original(self, *args, **kwargs)
-
     stopped = tmp_path / "stopped"
-    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_die)
+    original = kill_after_optimizer_steps(monkeypatch, 3)
     with pytest.raises(Killed):
         pretrain(VARIANTS["comcl"], PRETRAIN, store, index, stopped / "work", **outputs(stopped), threads=2)
     monkeypatch.setattr(torch.optim.AdamW, "step", original)

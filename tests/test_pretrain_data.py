@@ -25,6 +25,7 @@ from comcl.pretrain.data import PatchSource, StepBatches, group_members, uniform
 from comcl.pretrain.model import ContrastiveModel
 from comcl.pretrain.train import CHECKPOINT, MAX_WORKERS, device_views, loader_workers, train_step
 from tests.conftest import REPO
+from tests.interrupt import Killed, kill_after_optimizer_steps
 from tests.test_pretrain import PARAMS, run
 
 LEVELS = ("L", "L~", "H", "H~")
@@ -165,19 +166,8 @@ def test_a_killed_run_with_views_made_on_the_device_resumes_to_the_same_weights(
     monkeypatch.setattr(train_module, "views_on_device", lambda device: True)
     total = run("comcl", pretrain_data, tmp_path / "whole", epochs=2)["steps"]
 
-    class Killed(Exception):
-        pass
-
-    original, calls = torch.optim.AdamW.step, {"n": 0}
-
-    def step_then_die(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise Killed
-        return original(self, *args, **kwargs)
-
     stopped = tmp_path / "stopped"
-    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_die)
+    original = kill_after_optimizer_steps(monkeypatch, 3)
     with pytest.raises(Killed):
         run("comcl", pretrain_data, stopped, epochs=2)
     monkeypatch.setattr(torch.optim.AdamW, "step", original)
