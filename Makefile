@@ -21,10 +21,12 @@ install: $(STAMP)
 evidence: $(STAMP)
 	CORES=$(CORES) VENV=$(VENV) bash scripts/evidence.sh
 
-# Run by CI before the tests; `ruff check --fix .`, `ruff format .` and `snakefmt .` fix most of what it finds.
+# Run by CI before the tests: ruff (lint and format), mypy on src/comcl ([tool.mypy] in pyproject.toml), snakefmt
+# and snakemake --lint; `ruff check --fix .`, `ruff format .` and `snakefmt .` fix most of what it finds.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint
 

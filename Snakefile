@@ -21,9 +21,9 @@ if not workflow.overwrite_configfiles:
 # environment is not the jobs' one).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from comcl import results_lock
-from comcl.schema import SCHEMA_FILE, config_problem, size_problem
+from comcl.schema import SCHEMA_FILE, config_problem, renamed_problem, size_problem
 
-if problem := size_problem(config):
+if problem := size_problem(config) or renamed_problem(config):
     raise WorkflowError(problem)
 try:
     validate(config, SCHEMA_FILE)

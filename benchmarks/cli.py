@@ -1,5 +1,6 @@
-"""What the benchmark scripts share (run as ``python benchmarks/<script>.py``): argument types, how a figure is
-judged against its target, the bytes of a batch, and the footer of wall time and load."""
+"""What the benchmark scripts share (run as ``python benchmarks/<script>.py``): the paper's settings as the workflow
+reads them, argument types, how a figure is judged against its target, the bytes of a batch, and the footer of wall
+time and load."""
 
 from __future__ import annotations
 
@@ -7,7 +8,29 @@ import argparse
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
+from snakemake.utils import validate
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+VARIANT_SCHEMA = REPO / "workflow" / "schemas" / "variant.schema.yaml"
+COMCL_VARIANT = REPO / "config" / "pretrain" / "comcl.yaml"
+
+
+def schema_defaults(section: str) -> dict[str, Any]:
+    """The schema's default of every key of a configuration section: the paper's values."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return {key: spec.get("default") for key, spec in schema["properties"][section]["properties"].items()}
+
+
+def read_variant(path: Path = COMCL_VARIANT) -> dict[str, Any]:
+    """A pretraining variant as the workflow reads it: validated, the variant schema's defaults filled in."""
+    variant = yaml.safe_load(path.read_text())
+    validate(variant, str(VARIANT_SCHEMA))
+    return variant
 
 
 def positive_int(text: str) -> int:

@@ -217,7 +217,7 @@ def _print_rows(rows: Sequence[Row], target: float, kept: str) -> None:
         print(f"  {timing}  {row.kept:<16}  {verdict}".rstrip())
 
 
-def _image_size(text: str) -> int:
+def _side(text: str) -> int:
     value = int(text)
     if value < 32:
         raise argparse.ArgumentTypeError(f"the renderers need at least 32 pixels, got {value}")
@@ -233,11 +233,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--size", type=_image_size, default=512, help="side of the square images timed in sections 1-3, px")
+    parser.add_argument("--size", type=_side, default=512, help="side of the square images timed in sections 1-3, px")
     parser.add_argument("--images", type=positive_int, default=200, help="images timed per table row")
     parser.add_argument("--bases", type=positive_int, default=8, help="distinct base images rendered and cycled through")
     parser.add_argument("--stream", type=positive_int, default=2000, help="images (of each modality) in the memory stream")
-    parser.add_argument("--stream-size", type=_image_size, default=256, help="side of the memory stream's images, px")
+    parser.add_argument("--stream-size", type=_side, default=256, help="side of the memory stream's images, px")
     parser.add_argument("--stream-bases", type=positive_int, default=4, help="distinct base images cycled in the memory stream")
     parser.add_argument("--target", type=float, default=25.0, help="images/s per core the random fundus type must reach")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random generator")

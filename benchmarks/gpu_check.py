@@ -10,11 +10,11 @@ Measures, and prints as plain-text tables:
    through training), ResNet-50, 128 px views, and ``pretrain``'s defaults from
    ``workflow/schemas/config.schema.yaml`` (queue 4096, embedding 128, 8 key sub-batches, temperature
    0.07). The model, optimiser, queues and inputs are those of ``benchmarks/pretrain_step.py`` (its
-   ``Step``: Adam lr 1e-3 and weight decay 1e-4, momentum 0.999, a projection head as wide as the
+   ``Step``: AdamW lr 1e-3 and weight decay 1e-4, momentum 0.999, a projection head as wide as the
    backbone, the schema's defaults too); the views
    lie in host memory, pinned on CUDA, as ``pretrain``'s DataLoader (``pin_memory`` on CUDA) hands them
    over, so the step includes their copy to the GPU. Against it: a bare training step of the torchvision
-   ResNet (1000 classes, cross-entropy on random labels, the same Adam) at the same batch. **The same
+   ResNet (1000 classes, cross-entropy on random labels, the same AdamW) at the same batch. **The same
    batch** is the same number of images drawn per step: CoMCL's 4 x 400 = 1,600 patches, every one of
    them through the key encoder's forward pass (view 2) and the 800 of the anchor groups L and L~ also
    through the query encoder's forward and backward passes (view 1); the bare step takes 1,600 images,
@@ -75,8 +75,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.data
 import torchvision
-import yaml
-from cli import item_bytes, positive_int, print_footer, verdict
+from cli import COMCL_VARIANT, REPO, item_bytes, positive_int, print_footer, read_variant, schema_defaults, verdict
 from pretrain_step import Step, Variant, time_in_turns
 
 from comcl.augment import build_augmentation
@@ -89,9 +88,6 @@ from comcl.pretrain.data import PatchSource, StepBatches, group_members
 from comcl.pretrain.mining import negatives_at
 from comcl.pretrain.train import train_step as pretraining_step
 
-_REPO = Path(__file__).resolve().parent.parent
-_VARIANT = _REPO / "config" / "pretrain" / "comcl.yaml"
-_SCHEMA = _REPO / "workflow" / "schemas" / "config.schema.yaml"
 _PROGRESS = 0.5  # share of training done, for K_t
 _PATCHES_PER_IMAGE = 4
 _CLASSES = 5  # DR grades
@@ -99,19 +95,13 @@ _CONTRAST = 64  # grey levels of a random patch's coarse noise
 _PREFETCH = 2  # the DataLoader's default prefetch_factor: batches in flight per worker
 
 
-def _defaults(section: str) -> dict[str, Any]:
-    """The schema's default of every key of a configuration section (the paper's values)."""
-    schema = yaml.safe_load(_SCHEMA.read_text())
-    return {key: spec.get("default") for key, spec in schema["properties"][section]["properties"].items()}
-
-
-PRETRAIN = _defaults("pretrain")
-FINETUNE = _defaults("finetune")
-PATCHES = _defaults("patches")
+PRETRAIN = schema_defaults("pretrain")
+FINETUNE = schema_defaults("finetune")
+PATCHES = schema_defaults("patches")
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "arch": PRETRAIN["arch"],
-        "size": PRETRAIN["input_size"],
+        "size": PRETRAIN["view_size"],
         "per_level": PRETRAIN["batch_size"],
         "queue_size": PRETRAIN["queue_size"],
         "finetune_size": FINETUNE["input_size"],
@@ -190,8 +180,8 @@ class BareStep:
             device, memory_format=torch.channels_last if self.cuda else torch.preserve_format
         )
         self.model.train()
-        if optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+        if optimizer == "adamw":
+            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         else:
             self.optimizer = torch.optim.SGD(
                 self.model.parameters(), lr=lr, momentum=MOMENTUM, nesterov=True, weight_decay=weight_decay
@@ -354,26 +344,26 @@ def check_pretraining(args: argparse.Namespace, device: torch.device, variant: M
     patches, query_images = comcl.patches, comcl.query_images
     steps = [
         PretrainStep(comcl, spl, step_args, device, k_t),
-        BareStep(args.arch, patches, args.size, "adam", PRETRAIN["lr"], PRETRAIN["weight_decay"], True, device, args.seed),
+        BareStep(args.arch, patches, args.size, "adamw", PRETRAIN["lr"], PRETRAIN["weight_decay"], True, device, args.seed),
     ]
     times = time_in_turns(steps, device, args.warmup, args.steps)
     del steps
     _free(device)
 
     cuda = device.type == "cuda"
-    variant_file = _VARIANT.relative_to(_REPO)
+    variant_file = COMCL_VARIANT.relative_to(REPO)
     print(f"1. Pretraining step: CoMCL ({variant_file}) against a bare {args.arch} training step at the same batch")
     print(
         f"  CoMCL: {len(groups)} groups ({', '.join(groups)}) x {args.per_level} patches, views (3, {args.size}, {args.size}); "
-        f"pairs {', '.join(f'({a}, {n})' for a, n in pairs)}; SPL {'on' if spl['enabled'] else 'off'} ({spl['threshold']}, "
+        f"pairs {', '.join(f'({a}, {n})' for a, n in pairs)}; SPL {'on' if spl['enabled'] else 'off'} ({spl['rule']}, "
         f"min_fraction {spl['min_fraction']}), K_t {k_t} of {args.queue_size} ({_PROGRESS:.0%} of training); "
-        f"Adam lr {PRETRAIN['lr']:g} wd {PRETRAIN['weight_decay']:g}; {PRETRAIN['key_splits']} key sub-batches; "
+        f"AdamW lr {PRETRAIN['lr']:g} wd {PRETRAIN['weight_decay']:g}; {PRETRAIN['key_splits']} key sub-batches; "
         f"views from {'pinned ' if cuda else ''}host memory"
     )
     print(
         f"  same batch: {patches} images per step, the patches CoMCL draws (all through the key encoder's forward pass, "
         f"the {query_images} of {', '.join(comcl.anchors)} also through the query encoder's forward and backward); "
-        f"the bare step: {patches} images forward and backward, same Adam"
+        f"the bare step: {patches} images forward and backward, same AdamW"
     )
     print(
         f"  {'step':<34} {'images/step':>11} {'query img':>9} {'key img':>7} {'ms/step':>9} {'min':>8} {'max':>8} "
@@ -500,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    variant = yaml.safe_load(_VARIANT.read_text())
+    variant = read_variant()
     _header(args, device)
     comcl, step_seconds = check_pretraining(args, device, variant)
     check_finetuning(args, device)

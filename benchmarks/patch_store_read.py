@@ -76,8 +76,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.utils.data
-import yaml
-from cli import judged, positive_int, verdict
+from cli import judged, positive_int, schema_defaults, verdict
 from torchvision.datasets import ImageFolder
 
 from comcl.degrade.chest import degrade_chest, random_chest_kinds
@@ -91,23 +90,14 @@ from comcl.patches.windows import expand_box, fov_windows
 from comcl.synth.chest import CHEST_FINDINGS, render_chest
 from comcl.synth.fundus import EYES, LESION_KINDS, Lesion, render_fundus
 
-_SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def _defaults(section: str) -> dict[str, Any]:
-    """The schema's default of every key of a configuration section (the paper's values)."""
-    schema = yaml.safe_load(_SCHEMA.read_text())
-    return {key: spec.get("default") for key, spec in schema["properties"][section]["properties"].items()}
-
-
-PATCHES = _defaults("patches")
+PATCHES = schema_defaults("patches")
 _MIB = 1024 * 1024
 _CHECKPOINTS = (0.1, 0.5, 1.0)
 _SIZE = PATCHES["size"]
-_IMAGE_SIZE = _defaults("finetune")["input_size"]  # patches are cut from the images at finetune.input_size
+_INPUT_SIZE = schema_defaults("finetune")["input_size"]  # patches are cut from the images at finetune.input_size
 # The synthetic photographs are the benchmark's own, smaller than real ones (EyePACS photographs are preprocessed to
 # 800 px, NIH films are 1024 px) so that rendering them takes little of the run; section 3 resizes them to
-# _IMAGE_SIZE as the stage resizes any image.
+# _INPUT_SIZE as the stage resizes any image.
 _FUNDUS_SHAPE = (512, 640)  # height, width
 _CHEST_SIDE = 640
 _STAGE_FACTOR = 4  # the larger index of section 3 has this many times the images of the smaller
@@ -353,7 +343,7 @@ def _stage_process(index: Path, detections: Path, params: Mapping[str, Any], sto
     torch.set_num_threads(1)
     before = _status_mib()["VmRSS"]
     start = time.perf_counter()
-    result = run_patches(index, detections, params, _IMAGE_SIZE, store, summary, 1)
+    result = run_patches(index, detections, params, _INPUT_SIZE, store, summary, 1)
     seconds = time.perf_counter() - start
     without = result["lesion_images_without_detection"]["count"] + result["healthy_images_without_window"]["count"]
     store_mib = store.stat().st_size / _MIB

@@ -5,7 +5,7 @@ Measures, in one run, and prints as plain-text tables:
 
 1. One worker's work per step (``StepBatches[step]`` in this process, one torch thread, as a DataLoader
    worker runs it) at the paper's sizes: ``pretrain``'s defaults from ``workflow/schemas/config.schema.yaml``
-   with ``config/paper.yaml``'s ``pretrain`` keys over them (ResNet-50, views of ``input_size`` 128 px,
+   with ``config/paper.yaml``'s ``pretrain`` keys over them (ResNet-50, views of ``view_size`` 128 px,
    ``batch_size`` 400 patches per level group), the variant of ``config/pretrain/comcl.yaml`` (groups L, L~,
    H, H~; anchors L and L~, the others only feed queues) and its fundus augmentation preset
    (``pretrain.augment``), read from a temporary patch store of random patches that
@@ -66,17 +66,14 @@ import numpy as np
 import torch
 import torchvision
 import yaml
-from cli import item_bytes, judged, positive_int, print_footer
+from cli import REPO, item_bytes, judged, positive_int, print_footer, read_variant, schema_defaults
 from gpu_check import write_random_store
 
 from comcl.augment import build_augmentation
 from comcl.parallel import derived_seed
 from comcl.pretrain.data import PatchSource, StepBatches, group_members
 
-_REPO = Path(__file__).resolve().parent.parent
-_SCHEMA = _REPO / "workflow" / "schemas" / "config.schema.yaml"
-_PAPER = _REPO / "config" / "paper.yaml"
-_VARIANT = _REPO / "config" / "pretrain" / "comcl.yaml"
+_PAPER = REPO / "config" / "paper.yaml"
 _H100_BF16 = 989e12  # dense bf16 FLOP/s of an H100 SXM (NVIDIA's data sheet, without sparsity)
 _QUERY_PASSES = 3  # forward and backward of the query encoder, in forward passes
 _PREFETCH = 2  # the DataLoader's default prefetch_factor: batches in flight per worker
@@ -88,9 +85,7 @@ ON_GPU = "after, views made on the GPU (GPU run)"
 
 def paper(section: str) -> dict[str, Any]:
     """The paper configuration's section: the schema's defaults with ``config/paper.yaml``'s keys over them."""
-    schema = yaml.safe_load(_SCHEMA.read_text())
-    defaults = {key: spec.get("default") for key, spec in schema["properties"][section]["properties"].items()}
-    return defaults | (yaml.safe_load(_PAPER.read_text()).get(section) or {})
+    return schema_defaults(section) | (yaml.safe_load(_PAPER.read_text()).get(section) or {})
 
 
 class OldStepBatches(StepBatches):
@@ -128,7 +123,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script, seconds")
     parser.add_argument("--arch", default=pretrain["arch"], help="architecture the step's FLOPs are of")
-    parser.add_argument("--size", type=positive_int, default=pretrain["input_size"], help="side of the patches and views")
+    parser.add_argument("--size", type=positive_int, default=pretrain["view_size"], help="side of the patches and views")
     parser.add_argument("--per-level", type=positive_int, default=pretrain["batch_size"], help="patches per group and step")
     parser.add_argument("--store-per-level", type=positive_int, default=2048, help="patches per level in the store")
     parser.add_argument("--steps", type=positive_int, default=3, help="timed steps of each loader (the median is reported)")
@@ -173,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     torch.set_num_threads(1)
     pretrain, patches = paper("pretrain"), paper("patches")
-    variant = yaml.safe_load(_VARIANT.read_text())
+    variant = read_variant()
     groups = variant["groups"]
     anchors = sorted({anchor for anchor, _ in variant["pairs"]})
     used = sorted(set(anchors) | {negative for _, negative in variant["pairs"]})

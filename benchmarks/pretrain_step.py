@@ -64,43 +64,27 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
-from cli import judged, positive_int, print_footer
+from cli import judged, positive_int, print_footer, read_variant, schema_defaults
 
 from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
 from comcl.pretrain.model import ContrastiveModel
 from comcl.pretrain.train import build_optimizer, train_step
 
-_REPO = Path(__file__).resolve().parent.parent
-_VARIANT = _REPO / "config" / "pretrain" / "comcl.yaml"
-_SCHEMA = _REPO / "workflow" / "schemas" / "config.schema.yaml"
-_VARIANT_SCHEMA = _REPO / "workflow" / "schemas" / "variant.schema.yaml"
-
-
-def _defaults(section: str) -> dict[str, Any]:
-    """The schema's default of every key of a configuration section (the paper's values)."""
-    schema = yaml.safe_load(_SCHEMA.read_text())
-    return {key: spec.get("default") for key, spec in schema["properties"][section]["properties"].items()}
-
-
-PRETRAIN = _defaults("pretrain")
-_COMCL = yaml.safe_load(_VARIANT.read_text())
-# As the workflow validates a variant: the file's keys over the variant schema's defaults.
-_SPL_SCHEMA = yaml.safe_load(_VARIANT_SCHEMA.read_text())["properties"]["spl"]["properties"]
-_SPL = {key: spec["default"] for key, spec in _SPL_SCHEMA.items() if "default" in spec} | _COMCL["spl"]
+PRETRAIN = schema_defaults("pretrain")
+_COMCL = read_variant()
+_SPL = _COMCL["spl"]
 _GROUPS = tuple(_COMCL["groups"])
 _COMCL_PAIRS = tuple(map(tuple, _COMCL["pairs"]))
 # On CUDA the paper's views and its per-group batch in every group; on a CPU the benchmark's own, smaller sizes, so
 # that a step takes seconds rather than minutes.
 _DEFAULTS = {
     "cpu": {"size": 64, "batch": 256},
-    "cuda": {"size": PRETRAIN["input_size"], "batch": len(_GROUPS) * PRETRAIN["batch_size"]},
+    "cuda": {"size": PRETRAIN["view_size"], "batch": len(_GROUPS) * PRETRAIN["batch_size"]},
 }
 
 
@@ -220,7 +204,7 @@ class LossOnly:
         for anchor, negative in variant.pairs:
             k = self.k_t if variant.spl else None
             losses = multilevel_loss(self.queries[anchor], self.keys[anchor], self.negatives[negative], self.temperature, k)
-            rule = _SPL["threshold"] if variant.spl else "none"
+            rule = _SPL["rule"] if variant.spl else "none"
             selected = select_anchors(losses, self.k_t, _SPL["min_fraction"], rule, self.delta).mask
             pair_loss, objective = self_paced_loss(losses, selected, self.k_t)
             total_loss = total_loss + pair_loss
@@ -365,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(
         f"CoMCL: pairs {', '.join(f'({a}, {n})' for a, n in _COMCL_PAIRS)}; K_t = negatives_at at {args.progress:.0%} of training "
-        f"= {k_t} of {args.queue_size}; {_SPL['threshold']}, min_fraction {_SPL['min_fraction']} (anchors selected this step: "
+        f"= {k_t} of {args.queue_size}; {_SPL['rule']}, min_fraction {_SPL['min_fraction']} (anchors selected this step: "
         + ", ".join(f"{key[9:]} {value:.0%}" for key, value in selected.items())
         + ")"
     )

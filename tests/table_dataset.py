@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from comcl.datasets.table import write_labels
+from comcl.datasets.table_format import write_labels
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus
 from comcl.io import save_image
 from comcl.synth.fundus import render_fundus
@@ -20,6 +20,8 @@ LESION_TYPES = ("MA", "HE", "EX", "SE")
 # Target grades in turn: most images show lesions, so that both COCO files keep boxes once the dataset's
 # validation and test images are left out of them.
 GRADES = (2, 3, 1, 4, 0, 2)
+# The schema's default of a table dataset that every stage reads, as the validated configuration hands it over.
+TABLE_DEFAULTS = {"labels": "labels.csv"}
 
 
 def write_table_dataset(root: Path, n_train: int = 12, n_test: int = 6, size: tuple[int, int] = (96, 120), seed: int = 0) -> dict:
@@ -64,7 +66,14 @@ def write_table_dataset(root: Path, n_train: int = 12, n_test: int = 6, size: tu
     for split, content in coco.items():
         (root / "annotations" / f"{split}.json").write_text(json.dumps(content))
     return {
-        "dataset": {"format": "table", "root": str(root), "task": "grading", "modality": "fundus", "num_classes": 5},
+        "dataset": {
+            "format": "table",
+            "root": str(root),
+            "task": "grading",
+            "modality": "fundus",
+            "num_classes": 5,
+            **TABLE_DEFAULTS,
+        },
         "lesions": {"format": "coco", "root": str(root), "train": "annotations/train.json", "test": "annotations/test.json"},
     }
 
@@ -79,6 +88,7 @@ def write_multilabel_table(root: Path, findings: Sequence[str], **sizes: int) ->
         labels[finding] = (labels["grade"] > number % 4).astype(int)
     labels[["image", "split", "patient", *findings]].to_csv(root / "labels.csv", index=False)
     dataset = {"format": "table", "root": str(root), "task": "multilabel", "findings": list(findings), "modality": "chest"}
+    dataset |= TABLE_DEFAULTS
     return {**setup, "dataset": dataset}
 
 

@@ -99,3 +99,30 @@ def test_a_fundus_table_without_a_quality_column_is_refused_naming_the_file_and_
     assert "chest radiograph score" in str(error.value) and "Good, Usable or Reject (or 0, 1, 2" in str(error.value)
     plan.check_quality_labels({"datasets": {"mine": {**config["datasets"]["mine"], "modality": "chest"}}})  # the score's own
     plan.check_quality_labels({"datasets": {"mine": {**config["datasets"]["mine"], "labels": "absent.csv"}}})  # listed as missing
+
+
+def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
+    output = load(tmp_path, {"pretrain": {"input_size": 64, "image_size": 64}})
+    assert (
+        "renamed keys: pretrain.input_size is now pretrain.view_size; pretrain.image_size is now pretrain.image_view_size"
+        in output
+    )
+    assert "Traceback" not in output and len(output.splitlines()) < 20
+
+
+def variant_file(tmp_path, spl: dict):
+    path = tmp_path / "mine.yaml"
+    comcl = yaml.safe_load((REPO / "config/pretrain/comcl.yaml").read_text())
+    path.write_text(yaml.safe_dump({**comcl, "spl": spl}))
+    return {"pretrain": {"runs": [{"variants": [str(path)], "versions": ["original"]}]}}
+
+
+def test_a_variant_with_the_old_name_of_its_rule_is_refused_with_the_new_one(tmp_path):
+    output = load(tmp_path, variant_file(tmp_path, {"enabled": True, "threshold": "curriculum", "min_fraction": 0.25}))
+    assert f"pretraining variant {tmp_path / 'mine.yaml'} error: renamed keys: spl.threshold is now spl.rule" in output
+
+
+def test_a_variant_without_self_paced_learning_sets_no_rule(tmp_path):
+    output = load(tmp_path, variant_file(tmp_path, {"enabled": False, "rule": "inverse_k"}))
+    assert f"pretraining variant {tmp_path / 'mine.yaml'}: configuration error at spl: Additional properties" in output
+    assert "('rule' was unexpected)" in output and "variant.schema.yaml" in output and "$schema" not in output

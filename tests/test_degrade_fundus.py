@@ -128,8 +128,8 @@ def test_at_512_px_a_kernel_is_the_one_cv2_builds(size):
     stretched kernel is exactly cv2's."""
     sigma = 2.5 * size
     expected = cv2.getGaussianKernel(size, sigma)[:, 0]
-    assert model._taps(size, sigma, 1.0) == pytest.approx(expected, abs=1e-6)
-    assert model._taps(size, sigma, 0.3).sum() == pytest.approx(1.0)
+    assert model.blur_taps(size, sigma, 1.0) == pytest.approx(expected, abs=1e-6)
+    assert model.blur_taps(size, sigma, 0.3).sum() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_smoothed_discs_are_the_released_blurred_discs(centre, radius, kernel, s
     yy, xx = np.mgrid[:512, :512]
     disc = ((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2).astype(np.float32)
     expected = cv2.GaussianBlur(disc, kernel, sigma)
-    field = model._smoothed_discs(model._frame(mask), centre, [(radius, 1.0)], kernel, sigma)
+    field = model.smoothed_discs(model.fov_frame(mask), centre, [(radius, 1.0)], kernel, sigma)
     assert np.abs(field - expected).max() < 0.015
 
 
@@ -182,10 +182,10 @@ def test_blur_does_not_darken_the_rim_with_the_black_border(grey, fundus):
 def test_colour_factors_act_as_torchvisions(grey, fundus):
     """Brightness scales, contrast blends with the mean grey of the whole square (its black
     corners included, as in the released code's image), saturation leaves grey alone."""
-    frame = model._frame(fundus.fov_mask)
+    frame = model.fov_frame(fundus.fov_mask)
     for seed in range(6):
         work = grey.astype(np.float32) / 255
-        params, border = model._colour(work, frame, np.random.default_rng(seed))
+        params, border = model.degrade_colour(work, frame, np.random.default_rng(seed))
         assert 0.7 <= params["brightness"] <= 1.2 and 0.6 <= params["contrast"] <= 1.4 and 0.6 <= params["saturation"] <= 1.4
         bright = 100 / 255 * params["brightness"]
         mean = bright * fundus.fov_mask.sum() / frame.side**2
@@ -195,14 +195,14 @@ def test_colour_factors_act_as_torchvisions(grey, fundus):
 
 
 def test_halo_brightens_the_rim_in_its_tint(grey, fundus):
-    frame = model._frame(fundus.fov_mask)
+    frame = model.fov_frame(fundus.fov_mask)
     rim = fundus.fov_mask & ~cv2.erode(fundus.fov_mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     yy, xx = np.ogrid[:HEIGHT, :WIDTH]
     centre = (xx - frame.cx) ** 2 + (yy - frame.cy) ** 2 <= (0.15 * frame.side) ** 2
     rim_light = []
     for seed in range(6):
         work = grey.astype(np.float32) / 255
-        halo = model._halo(work, frame, 0.0, np.random.default_rng(seed))
+        halo = model.add_halo(work, frame, 0.0, np.random.default_rng(seed))
         assert 384 <= halo["inner_diameter_512"] <= 512 and halo["outer_diameter_512"] > 512
         assert all(abs(offset) <= 64 for offset in halo["offset_512"]) and halo["kernel_512"] % 2 == 1
         assert tuple(halo["tint"]) in model._HALO_TINTS[1:]
@@ -222,10 +222,10 @@ def test_halo_brightens_the_rim_in_its_tint(grey, fundus):
 
 
 def test_hole_darkens_around_its_centre_by_its_strength(grey, fundus):
-    frame = model._frame(fundus.fov_mask)
+    frame = model.fov_frame(fundus.fov_mask)
     for seed in range(6):
         work = grey.astype(np.float32) / 255
-        hole = model._hole(work, frame, np.random.default_rng(seed))
+        hole = model.add_hole(work, frame, np.random.default_rng(seed))
         assert 204 <= hole["diameter_512"] <= 358
         assert abs(hole["offset_512"][0]) <= 128 and abs(hole["offset_512"][1]) <= 64
         for size in hole["kernel_512"]:
@@ -241,10 +241,10 @@ def test_hole_darkens_around_its_centre_by_its_strength(grey, fundus):
 
 def test_no_hole_on_a_dark_retina(fundus):
     """The released code darkens only a retina whose mean value exceeds 0.25."""
-    frame = model._frame(fundus.fov_mask)
+    frame = model.fov_frame(fundus.fov_mask)
     work = np.where(fundus.fov_mask[..., None], np.float32(0.2), np.float32(0)).astype(np.float32)
     before = work.copy()
-    hole = model._hole(work, frame, np.random.default_rng(0))
+    hole = model.add_hole(work, frame, np.random.default_rng(0))
     assert hole["strength"] == 0 and (work == before).all()
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from comcl.degrade import gallery
 from comcl.degrade.chest import CHEST_DEGRADATIONS
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES
-from comcl.degrade.gallery import _choose, _load, draw_gallery
+from comcl.degrade.gallery import choose_examples, draw_gallery, read_example
 from comcl.errors import DataError
 from comcl.io import save_image
 from comcl.synth.chest import render_chest
@@ -82,18 +82,18 @@ def test_same_seed_same_bytes(tmp_path, eyeq_index):
 def test_rows_mix_lesion_and_healthy_and_skip_low_quality(eyeq_index):
     frame = eyeq_index.assign(quality=["high", "high", "high", "low"])
     for seed in range(5):
-        chosen = _choose(frame, 2, np.random.default_rng(seed), "eyeq_tiny")
+        chosen = choose_examples(frame, 2, np.random.default_rng(seed), "eyeq_tiny")
         assert sorted(chosen["lesion"]) == [False, True]
         assert (chosen["quality"] == "high").all()
-        assert len(_choose(frame, 5, np.random.default_rng(seed), "eyeq_tiny")) == 3
+        assert len(choose_examples(frame, 5, np.random.default_rng(seed), "eyeq_tiny")) == 3
 
 
 def test_large_images_are_shrunk_to_the_reference_size(tmp_path):
     path = tmp_path / "big.png"
     save_image(path, np.full((300, 400), 128, np.uint8))
-    assert _load(path, "L", "chest").shape == (192, 256)
+    assert read_example(path, "L", "chest").shape == (192, 256)
     save_image(path, np.full((1024, 1280, 3), 128, np.uint8))
-    assert _load(path, "RGB", "fundus").shape == (512, 640, 3)
+    assert read_example(path, "RGB", "fundus").shape == (512, 640, 3)
 
 
 def test_only_low_quality_images_is_a_data_error(tmp_path, eyeq_index):

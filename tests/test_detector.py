@@ -18,7 +18,7 @@ from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
 from comcl.detector.annotations import lesion_annotations, mask_boxes, write_lesion_annotations
 from comcl.detector.detect import detect, frame_padding, load_detector, training_aspect
-from comcl.detector.train import _own_checkpoint, train_detector
+from comcl.detector.train import own_checkpoint, train_detector
 from comcl.errors import DataError
 from comcl.io import save_image, write_table
 from tests.conftest import REPO
@@ -278,9 +278,9 @@ def test_the_detector_resumes_only_from_a_checkpoint_file_in_its_own_work_folder
     (work / "link.pth").symlink_to(outside)
     for pointer in (str(outside), "../planted.pth", str(work / "link.pth"), str(work / "missing.pth")):
         (work / "last_checkpoint").write_text(pointer)
-        assert _own_checkpoint(work) is None, pointer
+        assert own_checkpoint(work) is None, pointer
     (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
-    assert _own_checkpoint(work) == (work / "iter_2.pth").resolve()
+    assert own_checkpoint(work) == (work / "iter_2.pth").resolve()
 
 
 def _coco_export(root: Path) -> dict:

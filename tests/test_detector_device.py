@@ -120,12 +120,12 @@ def test_detection_checks_its_device_before_anything_else(monkeypatch, tmp_path)
 
 def test_the_runner_trains_on_the_chosen_device_not_on_the_one_mmengine_found(monkeypatch):
     monkeypatch.setattr(mmengine.device.utils, "DEVICE", "cuda")  # as MMEngine decides on a GPU machine
-    with train._runner_device(torch.device("cpu")):
+    with train.runner_device(torch.device("cpu")):
         assert mmengine.runner.runner.get_device() == "cpu"  # what Runner moves the model to
     assert mmengine.device.utils.DEVICE == "cuda"
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    with train._runner_device(torch.device("cuda:1")):
+    with train.runner_device(torch.device("cuda:1")):
         assert mmengine.runner.runner.get_device() == "cuda"
     assert chosen == [torch.device("cuda:1")]
 
@@ -137,6 +137,6 @@ def test_the_device_is_not_part_of_what_a_training_resumes_from(tmp_path):
     model = REPO / "config/detector/faster_rcnn_r18_fpn_small.py"
     params = {"iterations": 4, "lr": 0.01}
     devices_set = ({}, {"device": "cpu"}, {"device": "cuda"})
-    stamps = {train._stamp(model, annotations, dict(params, **extra), None) for extra in devices_set}
+    stamps = {train.run_stamp(model, annotations, dict(params, **extra), None) for extra in devices_set}
     assert len(stamps) == 1  # and a work folder from before the setting existed still resumes
-    assert train._stamp(model, annotations, dict(params, lr=0.02), None) not in stamps
+    assert train.run_stamp(model, annotations, dict(params, lr=0.02), None) not in stamps

@@ -29,7 +29,7 @@ from tests.test_pretrain import VARIANTS, outputs
 CPU = torch.device("cpu")
 LEVELS = ["A", "B"]
 PAIRS = [("A", "B"), ("B", "A")]
-SPL = {"enabled": True, "threshold": "curriculum", "min_fraction": 0.25}
+SPL = {"enabled": True, "rule": "curriculum", "min_fraction": 0.25}
 
 
 @pytest.fixture

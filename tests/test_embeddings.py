@@ -93,7 +93,7 @@ def test_run_tsne_writes_the_figure_and_a_summary_without_nan(tmp_path):
     store = write_store(tmp_path / "patches.parquet", counts)
     encoders = {"CoMCL": save_encoder(tmp_path / "comcl.pt", 0), "Basic CL": save_encoder(tmp_path / "basic.pt", 1)}
     figure, summary = tmp_path / "out" / "tsne.png", tmp_path / "out" / "tsne.json"
-    result = run_tsne(store, encoders, "resnet18", input_size=32, per_level=4, seed=0, figure=figure, summary=summary, threads=1)
+    result = run_tsne(store, encoders, "resnet18", view_size=32, per_level=4, seed=0, figure=figure, summary=summary, threads=1)
     written = json.loads(summary.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the summary"))
     assert written == result and list(written) == ["CoMCL", "Basic CL"]
     for entry in written.values():

@@ -14,9 +14,9 @@ import pytest
 
 from comcl.datasets import idrid
 from comcl.datasets.fetch import check_idrid, fetch_source, kaggle_client
-from comcl.datasets.sources import needs
 from comcl.download import md5sum
 from comcl.errors import DataError
+from comcl.sources import needs
 
 EYEQ_MD5 = {"train": "b682c36cbce65666fdc6f6970e180dc7", "test": "aaffe5731ff61868b85ce2ec1978807f"}
 NIH_FILES = ["Data_Entry_2017.csv", "BBox_List_2017.csv", "train_val_list.txt", "test_list.txt"]
@@ -30,12 +30,13 @@ def no_kaggle_credentials(monkeypatch, tmp_path):
 
 
 def eyeq_source(root: Path, **download) -> dict:
+    """A dataset section as the validated configuration hands it over: the schema's defaults filled in."""
     return {
         "format": "eyeq",
         "root": str(root),
         "labels": {"train": "Label_EyeQ_train.csv", "test": "Label_EyeQ_test.csv"},
         "images": {"train": "train", "test": "test"},
-        "download": download,
+        "download": {"keep_archives": False, **download},
     }
 
 
@@ -48,7 +49,7 @@ def chest_source(root: Path, **download) -> dict:
         "split_lists": {"train": "train_val_list.txt", "test": "test_list.txt"},
         "images": "images",
         "quality_csv": None,
-        "download": download,
+        "download": {"keep_archives": False, **download},
     }
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from comcl.finetune.data import ImageDataset
-from comcl.finetune.linear import START, _features, linear_evaluation, probe
+from comcl.finetune.linear import START, extract_features, linear_evaluation, probe
 from comcl.io import read_table
 from comcl.pretrain.model import ContrastiveModel, backbone
 from comcl.report.linear_eval import summarize, write_linear_table
@@ -76,7 +76,10 @@ def test_features_do_not_depend_on_the_batch_norm_statistics_an_encoder_brings(t
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.add_(3.0)
             module.running_var.mul_(5.0)
-    first, second = _features(network, datasets, 4, torch.device("cpu")), _features(other, datasets, 4, torch.device("cpu"))
+    first, second = (
+        extract_features(network, datasets, 4, torch.device("cpu")),
+        extract_features(other, datasets, 4, torch.device("cpu")),
+    )
     assert np.allclose(first["test"], second["test"], atol=1e-5)
 
 

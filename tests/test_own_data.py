@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from comcl.datasets.fetch import fetch_source
-from comcl.datasets.table import read_labels
+from comcl.datasets.table_format import read_labels
 from comcl.errors import DataError
 from comcl.index.build import build_index, run_index
 from comcl.io import read_table
@@ -163,7 +163,7 @@ def test_an_image_linked_from_outside_the_root_is_refused_unless_the_dataset_all
     outside.parent.mkdir()
     inside.rename(outside)
     inside.symlink_to(outside)
-    source = {**setup["dataset"], "labels": "labels.csv"}
+    source = {**setup["dataset"], "links_outside_root": False}  # the schema's default, which the fetch rule gets
     with pytest.raises(DataError, match=r"labels\.csv, line 4: 1 of 18 labelled images are links to files outside") as error:
         fetch_source("mine", source, tmp_path / "fetch.json")
     assert "links_outside_root: true" in str(error.value)

@@ -14,7 +14,7 @@ from comcl.detector.detect import DETECTION_COLUMNS
 from comcl.errors import DataError
 from comcl.images import resize_square
 from comcl.io import save_image, write_table
-from comcl.patches.stage import check_levels, run_patches
+from comcl.patches.stage import run_patches
 from comcl.patches.store import PatchDataset
 
 # No rim guard here (fov_margin 0): these tests cut windows at the image border; the guard has its own.
@@ -75,7 +75,7 @@ def test_lesion_windows_healthy_windows_and_the_summary(version, tmp_path):
     assert summary["per_split_level"]["train"]["L~"] == {"images": 1, "patches": 0, "rim_detections_dropped": 0}
     assert json.loads((tmp_path / "patches.json").read_text()) == summary
     assert store.metadata["dataset"] == "eyeq" and store.metadata["params"]["conf"] == 0.5
-    assert store.metadata["image_size"] == summary["image_size"] == 128
+    assert store.metadata["input_size"] == summary["input_size"] == 128
 
 
 def test_detections_on_the_rim_of_the_field_of_view_are_dropped_and_counted(version, tmp_path):
@@ -166,7 +166,7 @@ def test_patches_are_cut_at_the_fine_tuning_scale(planted, tmp_path):
     # The lesion is 6 x 6 px in its 12 px patch, as in the 50 px image fine-tuning sees: not 24 x 12 px.
     assert (patch[3:9, 3:9] == 20).all()
     assert (np.delete(np.delete(patch, range(3, 9), axis=0), range(3, 9), axis=1) > 100).all()
-    assert store.metadata["image_size"] == summary["image_size"] == 50
+    assert store.metadata["input_size"] == summary["input_size"] == 50
 
 
 def test_a_box_larger_than_a_patch_is_resized_into_it_not_cut_to_its_centre(planted, tmp_path):
@@ -179,12 +179,3 @@ def test_a_box_larger_than_a_patch_is_resized_into_it_not_cut_to_its_centre(plan
     assert not np.array_equal(patch, resized[29:41, 4:16]), "not the centre of the box"
     assert patch[0, 0].min() > 100 and patch[6, 6].max() == 20  # the corner mark and the middle of the lesion
     assert summary["box_exceeds_patch"] == 1
-
-
-def test_a_level_without_patches_stops_training_with_what_to_change(version, tmp_path):
-    index, detections, _ = version
-    run_patches(index, detections, PARAMS, 128, tmp_path / "patches.parquet", tmp_path / "patches.json", workers=1)
-    rows = PatchDataset(tmp_path / "patches.parquet").index
-    check_levels(rows, ["L", "H", "H~"], tmp_path / "patches.parquet")
-    with pytest.raises(DataError, match=r"level L~ has no patches in the train split\n.*lower patches.conf"):
-        check_levels(rows, ["L", "L~"], tmp_path / "patches.parquet")

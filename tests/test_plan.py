@@ -193,10 +193,10 @@ def test_the_training_patients_of_a_synthetic_dataset_are_known_before_it_exists
 def test_patches_larger_than_the_fine_tuning_images_are_refused(config):
     config["patches"]["size"] = 96
     with pytest.raises(plan.PlanError, match="patches.size 96 is larger than finetune.input_size 80.*at most 80"):
-        plan.check_lesion_scale(config)
+        plan.check_patch_size(config)
 
 
-@pytest.mark.parametrize("key", ["input_size", "image_size"])
+@pytest.mark.parametrize("key", ["view_size", "image_view_size"])
 def test_pretraining_views_whose_last_resnet_map_is_1x1_are_refused_with_the_smallest_size_that_is_not(config, key):
     config["pretrain"][key] = 33
     plan.check_encoder_input(config)

@@ -38,9 +38,9 @@ PARAMS = dict(
     lr=1e-3,
     weight_decay=1e-4,
     cosine=True,
-    input_size=32,
-    image_size=40,
-    lesion_scale=48,
+    view_size=32,
+    image_view_size=40,
+    input_size=48,
     split="train",
     checkpoint_interval=2,
     workers=0,
@@ -192,7 +192,7 @@ def test_comcls_selected_share_rises_over_the_run_to_nearly_all_anchors(data, tm
         assert (log[f"guard {anchor}/{negative}"] == 0).all()
         assert summary["selected_share"][f"{anchor}/{negative}"]["last"] == share.iloc[-1]
     # The literal rule of Eq. 3 selects nothing by itself until the threshold 1 / K_t nears 1: its guard decides.
-    literal = dict(VARIANTS["comcl"], spl={"enabled": True, "threshold": "inverse_k", "min_fraction": 0.25})
+    literal = dict(VARIANTS["comcl"], spl={"enabled": True, "rule": "inverse_k", "min_fraction": 0.25})
     pretrain(literal, dict(PARAMS, epochs=2), *data, tmp_path / "literal" / "work", **outputs(tmp_path / "literal"), threads=2)
     assert (pd.read_csv(tmp_path / "literal" / "log.csv")["guard L/H"].iloc[:-1] == 1).all()
 
@@ -239,7 +239,7 @@ def test_keys_are_encoded_in_shuffled_sub_batches_and_come_back_in_order():
     assert not torch.allclose(torch.cat([two["A"], two["B"]]), model.key(whole), atol=1e-3)
 
 
-SPL = {"enabled": True, "threshold": "curriculum", "min_fraction": 0.25}
+SPL = {"enabled": True, "rule": "curriculum", "min_fraction": 0.25}
 
 
 def _one_step(levels, pairs, spl, images=None, fill_images=None, k_t=4):

@@ -94,7 +94,7 @@ def test_the_step_reads_no_query_view_of_a_group_that_only_feeds_a_queue():
         model = ContrastiveModel("resnet18", ["H"], queue_size=4, dim=8, hidden=16).train()
         model.enqueue("H", torch.nn.functional.normalize(torch.randn(4, 8, generator=torch.Generator().manual_seed(1)), dim=1))
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-        spl = {"enabled": False, "threshold": "inverse_k", "min_fraction": 0.25}
+        spl = {"enabled": False}
         rows.append(train_step(model, optimizer, views, [("L", "H")], spl, 4, 0.07, key_splits=2))
         weights.append(model.backbone_q.conv1.weight.detach().clone())
     assert np.isfinite(rows[0]["loss"]) and rows[0] == rows[1]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from comcl.report.tables import MISSING, TABLES, write_tables
+from comcl.report.paper_tables import MISSING, TABLES, write_tables
 from tests.test_tables import CONTEXT, _run
 
 # The paper's tables (arXiv 2404.04887v1) as printed, every cell Kappa / ACC, so that any mistyped cell of the yaml fails.

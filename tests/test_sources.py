@@ -3,7 +3,7 @@ and a labelling tool's COCO export."""
 
 from __future__ import annotations
 
-from comcl.datasets.sources import needs
+from comcl.sources import needs
 
 
 def test_a_coco_export_is_asked_for_with_the_tool_steps_until_both_files_are_there(tmp_path):
@@ -23,7 +23,7 @@ def test_a_coco_export_is_asked_for_with_the_tool_steps_until_both_files_are_the
 
 
 def test_a_label_table_is_asked_for_with_its_columns_until_it_is_there(tmp_path):
-    source = {"format": "table", "root": str(tmp_path), "task": "grading", "modality": "fundus"}
+    source = {"format": "table", "root": str(tmp_path), "labels": "labels.csv", "task": "grading", "modality": "fundus"}
     (need,) = needs(source)
     assert need.path == tmp_path / "labels.csv" and not need.automatic
     assert "columns image" in need.step and "split" in need.step and "grade" in need.step

@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from comcl import plan
 from comcl.errors import DataError
 from comcl.report.context import table_context
-from comcl.report.tables import DAGGER, DDAGGER, FORMATS, TABLES, collect, summarize, write_tables
+from comcl.report.paper_tables import DAGGER, DDAGGER, FORMATS, TABLES, write_tables
 
 CONTEXT: dict[str, Any] = {
     "datasets": {"eyeq": {"format": "eyeq", "root": "data/eyeq"}},
@@ -33,7 +34,7 @@ CONTEXT: dict[str, Any] = {
         "cosine": True,
         "balanced": True,
     },
-    "pretrain": {"arch": "resnet50", "epochs": 10, "steps": None, "batch_size": 32, "input_size": 128},
+    "pretrain": {"arch": "resnet50", "epochs": 10, "steps": None, "batch_size": 32, "view_size": 128},
 }
 SCRATCH = "scratch (ImageNet weights unavailable)"
 ENCODER = "encoder results/eyeq/original/pretrain/comcl/encoder.pt"
@@ -124,7 +125,7 @@ EXPECTED_TABLE1 = """\
 - n/d: undefined (e.g. a constant prediction)
 - (paper only): a method this project does not implement; the paper's numbers only
 - Configuration: seeds 0, 1; fine-tuning 5 epochs, input 224 px, batch 8, sgd lr 0.001 cosine, grading by grade regression (MSE), class-balanced sampling; \
-pretraining resnet50, 10 epochs, batch 32, input 128 px.
+pretraining resnet50, 10 epochs, batch 32, views 128 px.
 - EyeQ: root data/eyeq; split sizes train 144, val 16, test 80.
 """
 
@@ -169,13 +170,14 @@ def test_latex_lines(tables: Path) -> None:
 def test_mean_and_std_are_numpys(tmp_path: Path) -> None:
     values = np.random.default_rng(0).random((3, 2))
     runs = [_run(tmp_path, "eyeq", "original", "comcl", seed, kappa=k, accuracy=a) for seed, (k, a) in enumerate(values)]
-    summary = summarize(collect(runs)).set_index("metric")
+    write_tables(runs, {"comcl": COMCL}, {**CONTEXT, "seeds": [0, 1, 2]}, tmp_path / "tables")
+    table = pd.read_csv(tmp_path / "tables" / "table1.csv")
+    summary = table[(table["method"] == "comcl") & (table["version"] == "original")].set_index("metric")
     for column, metric in enumerate(("kappa", "accuracy")):
         mean, std = np.mean(values[:, column]), np.std(values[:, column], ddof=1)
         assert summary.loc[metric, "mean"] == pytest.approx(mean)
         assert summary.loc[metric, "std"] == pytest.approx(std)
         assert (summary.loc[metric, "seeds"], summary.loc[metric, "defined"]) == (3, 3)
-    write_tables(runs, {"comcl": COMCL}, {**CONTEXT, "seeds": [0, 1, 2]}, tmp_path / "tables")
     row = next(line for line in (tmp_path / "tables" / "table1.md").read_text().splitlines() if "| CoMCL |" in line)
     assert f"{np.mean(values[:, 0]):.3f} ± {np.std(values[:, 0], ddof=1):.3f}" in row
     assert f"{np.mean(values[:, 1]):.3f} ± {np.std(values[:, 1], ddof=1):.3f}" in row
@@ -189,10 +191,12 @@ def test_undefined_metrics_are_nd_and_never_nan(tmp_path: Path) -> None:
         _run(tmp_path, "chestxray14", "original", "comcl", 0, kappa=None, accuracy=0.9, auroc=None, task="multilabel"),
         _run(tmp_path, "chestxray14", "original", "comcl", 1, kappa=0.1, accuracy=0.8, auroc=None, task="multilabel"),
     ]
-    frame = collect(runs)
-    assert frame["value"].isna().sum() == 7
     folder = tmp_path / "tables"
     write_tables(runs, {"comcl": COMCL}, context, folder)
+    table = pd.read_csv(folder / "table1.csv").set_index(["dataset", "version", "method", "metric"])
+    assert table.loc[("chestxray14", "original", "comcl", "auroc"), ["seeds", "defined"]].tolist() == [2, 0]
+    assert table.loc[("chestxray14", "original", "comcl", "kappa"), ["seeds", "defined"]].tolist() == [2, 1]
+    assert table.loc[("eyeq", "lq70", "resnet50", "kappa"), ["seeds", "defined"]].tolist()[1] < 2
     for path in folder.iterdir():
         assert not re.search(r"\bnan\b", path.read_text(), re.IGNORECASE), path.name
     markdown = (folder / "table1.md").read_text()
@@ -325,7 +329,7 @@ def test_missing_or_malformed_metrics_raise_data_error(tmp_path: Path) -> None:
     assert not (tmp_path / "tables").exists()
     missing.write_text('{"task": "grading", "test": {}}')
     with pytest.raises(DataError, match="malformed") as error:
-        collect(runs)
+        write_tables(runs, {}, CONTEXT, tmp_path / "tables")
     assert error.value.path == missing
 
 
@@ -429,3 +433,7 @@ def test_the_notes_give_each_pretrainings_steps_and_say_when_the_budgets_differ(
     )
     text = (tmp_path / "tables" / "table1.md").read_text()
     assert "Pretraining: every encoder 240 optimiser steps." in text and "240 steps each" in text
+
+
+def test_the_workflow_plans_the_tables_the_report_writes():
+    assert plan.TABLES == TABLES

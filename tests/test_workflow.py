@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -20,19 +21,67 @@ from comcl.download import md5sum
 from comcl.io import read_table
 from comcl.patches.store import PatchDataset
 from tests.conftest import REPO
-from tests.tiny_workflow import SNAKEMAKE, TINY, over_the_demo, planned_jobs, snakemake
+from tests.tiny_workflow import SNAKEMAKE, TINY, over_the_demo, planned_jobs, planned_wildcards, resolved, snakemake
 
-# Per dataset, what one pretrained variant on the original version adds downstream of its encoder.
-REPORT = {
-    "finetune_figures": 2,
-    "tsne": 2,
-    "gradcam": 2,
-    "linear_eval": 2,
-    "linear_table": 1,
-    "comparisons": 1,
-    "tables": 1,
-    "benchmark_summary": 1,
-}
+# The costly stages, upstream first: a change reruns the stage it configures and what reads it, never one before it.
+STAGES = (
+    "synthesize",
+    "fetch_dataset",
+    "fetch_lesions",
+    "preprocess",
+    "index",
+    "degrade",
+    "lesion_annotations",
+    "train_detector",
+    "detect",
+    "patches",
+    "pretrain",
+    "finetune",
+)
+# What shows or measures the data stages: the degradations' and patches' figures, the lesion levels against the boxes.
+SHOWN = {"degradation_gallery", "patch_figures", "lesion_truth"}
+# What reads the encoders and the fine-tunings: the report's tables and figures.
+REPORT = {"finetune_figures", "tsne", "gradcam", "linear_eval", "linear_table", "comparisons", "tables"}
+# None of them names the bookkeeping (resolved_config, benchmark_summary, all), which any change reruns.
+
+
+def upstream(stage: str) -> set[str]:
+    """The stages upstream of ``stage``: an expensive, wrong rerun for a change of it."""
+    return set(STAGES[: STAGES.index(stage)])
+
+
+def reruns(jobs: dict[str, int], must: Iterable[str] = (), must_not: Iterable[str] = ()) -> None:
+    """A dry run's plan holds every rule of ``must`` and none of ``must_not``; other rules (a new helper) may come."""
+    missing, wrong = sorted(set(must) - set(jobs)), sorted(set(must_not) & set(jobs))
+    assert not missing and not wrong, f"not planned: {missing}; planned though it must not rerun: {wrong}; plan: {jobs}"
+
+
+def versions(config: dict) -> list[str]:
+    """A dataset's versions: the original, then one per degraded proportion (lq70 for 0.7)."""
+    return ["original", *(f"lq{round(share * 100)}" for share in config["degrade"]["proportions"])]
+
+
+def pretrainings(config: dict) -> set[tuple[str, str]]:
+    """A dataset's (version, variant) pretrainings: each variant of `pretrain.runs` on each of its versions."""
+    return {
+        (version, variant) for run in config["pretrain"]["runs"] for version in run["versions"] for variant in run["variants"]
+    }
+
+
+def finetunings(config: dict) -> int:
+    """A dataset's fine-tuning jobs: every baseline on every version and every pretrained encoder, each seed."""
+    baselines = {(version, method) for version in versions(config) for method in config["finetune"]["baselines"]}
+    return len(config["finetune"]["seeds"]) * len(baselines | pretrainings(config))
+
+
+def reads_patches(variant: str) -> bool:
+    """Whether a pretraining variant reads the patch store (CoMCL) rather than whole images (Basic CL)."""
+    return yaml.safe_load((REPO / f"config/pretrain/{variant}.yaml").read_text())["source"] == "patches"
+
+
+def where(output: str, rule: str, *keys: str) -> set[tuple[str, ...]]:
+    """The values of ``keys`` in the wildcards of each job of ``rule`` that a dry run plans."""
+    return {tuple(wildcards[key] for key in keys) for name, wildcards in planned_wildcards(output) if name == rule}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +119,7 @@ def test_the_default_target_builds_datasets_sheets_indexes_detectors_and_patch_s
             healthy = index[index["level"].isin(["H", "H~"])]
             assert set(healthy["image_id"]) <= set(store.index["image_id"])  # 64 px images: always room for 16 px windows
             assert store[0].shape == (16, 16, 3 if dataset == "eyeq" else 1)
-            assert store.metadata["image_size"] == summary["image_size"] == TINY["finetune"]["input_size"]
+            assert store.metadata["input_size"] == summary["input_size"] == TINY["finetune"]["input_size"]
             for kind in ("windows", "mosaic"):
                 assert (workdir / f"out/figures/patch_{kind}_{dataset}_{version}.png").stat().st_size > 10_000
         encoder = torch.load(workdir / f"out/{dataset}/original/pretrain/basic_cl/encoder.pt", weights_only=True)
@@ -209,23 +258,17 @@ def test_an_index_config_change_reruns_the_index_rules_and_what_depends_on_them(
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["index"]["check_images"] = "decode"
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(workdir, "-n"))
     # The detector's boxes wait for the index: its val and test images never train the detector.
-    assert planned_jobs(snakemake(workdir, "-n")) == {
-        "resolved_config": 1,
-        "index": 2,
-        "degrade": 4,
-        "degradation_gallery": 2,
-        "lesion_annotations": 2,
-        "train_detector": 2,
-        "detect": 6,
-        "patches": 6,
-        "patch_figures": 6,
-        "lesion_truth": 6,
-        "pretrain": 4,
-        "finetune": 4,
-        **REPORT,
-        "all": 1,
-    }
+    downstream = {"degrade", "lesion_annotations", "train_detector", "detect", "patches", "pretrain", "finetune"}
+    reruns(jobs, must={"index", *downstream, *SHOWN, *REPORT}, must_not=upstream("index"))
+    # Every dataset's index, and with them every encoder and every fine-tuning.
+    tiny, datasets = resolved(config), len(config["datasets"])
+    assert (jobs["index"], jobs["pretrain"], jobs["finetune"]) == (
+        datasets,
+        datasets * len(pretrainings(tiny)),
+        datasets * finetunings(tiny),
+    )
     before = (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns
     snakemake(workdir)
     assert (workdir / "out/figures/contact_sheet_eyeq.png").stat().st_mtime_ns == before
@@ -237,31 +280,12 @@ def test_a_synthetic_config_change_reruns_that_dataset_and_its_index(workdir):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["synthetic"]["chestxray14"]["n_patients"] = 13
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {
-        "resolved_config": 1,
-        "synthesize": 1,
-        "fetch_dataset": 1,
-        "index": 1,
-        "degrade": 2,
-        "degradation_gallery": 1,
-        "lesion_annotations": 1,
-        "train_detector": 1,
-        "detect": 3,
-        "patches": 3,
-        "patch_figures": 3,
-        "lesion_truth": 3,
-        "pretrain": 2,
-        "finetune": 2,
-        "finetune_figures": 1,
-        "tsne": 1,
-        "gradcam": 1,
-        "linear_eval": 1,
-        "linear_table": 1,
-        "comparisons": 1,
-        "tables": 1,
-        "benchmark_summary": 1,
-        "all": 1,
-    }
+    output = snakemake(workdir, "-n")
+    # The IDRiD boxes of EyeQ's detector are not ChestX-ray14's: their fetch stays.
+    reruns(planned_jobs(output), must={*STAGES, *SHOWN, *REPORT} - {"fetch_lesions", "preprocess"}, must_not={"fetch_lesions"})
+    # Every job of a dataset (its wildcard `dataset`, or `name` for the generator) is ChestX-ray14's.
+    named = {wildcards.get("dataset", wildcards.get("name")) for _, wildcards in planned_wildcards(output)}
+    assert named - {None} == {"chestxray14"}
 
 
 @pytest.mark.workflow
@@ -270,19 +294,19 @@ def test_a_new_proportion_adds_its_jobs_and_a_table_column_and_reruns_nothing_el
     config["synthetic"]["chestxray14"]["n_patients"] = 12
     config["degrade"] = {"proportions": [0.7, 0.85, 1.0]}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    # Table 1 gains the new version's column, the comparisons its test labels.
-    assert planned_jobs(snakemake(workdir, "-n")) == {
-        "resolved_config": 1,
-        "degrade": 2,
-        "detect": 2,
-        "patches": 2,
-        "patch_figures": 2,
-        "lesion_truth": 2,
-        "comparisons": 1,
-        "tables": 1,
-        "benchmark_summary": 1,
-        "all": 1,
-    }
+    output = snakemake(workdir, "-n")
+    # Table 1 gains the new version's column, the comparisons its test labels; no encoder trains on lq85.
+    reruns(
+        planned_jobs(output),
+        must={"degrade", "detect", "patches", "comparisons", "tables"},
+        must_not=upstream("degrade")
+        | {"lesion_annotations", "train_detector", "pretrain", "finetune"}
+        | (REPORT - {"comparisons", "tables"}),
+    )
+    # The new version's data stages, on every dataset, and no other version's.
+    new = {(dataset, "lq85") for dataset in config["datasets"]}
+    assert where(output, "degrade", "dataset", "proportion") == new
+    assert where(output, "detect", "dataset", "version") == where(output, "patches", "dataset", "version") == new
 
 
 @pytest.mark.workflow
@@ -291,17 +315,19 @@ def test_a_patch_config_change_reruns_only_the_patch_stage(workdir):
     config["degrade"] = {"proportions": [0.7, 1.0]}
     config["patches"]["k"] = 3
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    # Basic CL reads no patches, CoMCL does.
-    assert planned_jobs(snakemake(workdir, "-n")) == {
-        "resolved_config": 1,
-        "patches": 6,
-        "patch_figures": 6,
-        "lesion_truth": 6,
-        "pretrain": 2,
-        "finetune": 2,
-        **REPORT,
-        "all": 1,
-    }
+    output = snakemake(workdir, "-n")
+    reruns(
+        planned_jobs(output),
+        must={"patches", "pretrain", "finetune", *REPORT},
+        must_not=upstream("patches") | {"degradation_gallery"},
+    )
+    # Every patch store; Basic CL reads no patches, CoMCL does: only the pretrainings of patch-reading variants.
+    tiny = resolved(config)
+    assert where(output, "patches", "dataset", "version") == {(d, v) for d in config["datasets"] for v in versions(tiny)}
+    every = {(d, v, variant) for d in config["datasets"] for v, variant in pretrainings(tiny)}
+    patched = {run for run in every if reads_patches(run[2])}
+    assert set() < patched < every  # both kinds pretrain, so that the plan tells them apart
+    assert where(output, "pretrain", "dataset", "version", "variant") == patched
 
 
 @pytest.mark.workflow
@@ -312,13 +338,11 @@ def test_a_lesion_box_file_reruns_only_the_lesion_truth_measurement(workdir):
     config["patches"]["k"] = 2
     config["datasets"]["eyeq"]["lesion_boxes"] = "boxes_copy.csv"
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {
-        "resolved_config": 1,
-        "lesion_truth": 3,
-        "tables": 1,
-        "benchmark_summary": 1,
-        "all": 1,
-    }
+    output = snakemake(workdir, "-n")
+    reruns(
+        planned_jobs(output), must={"lesion_truth", "tables"}, must_not={*STAGES, *SHOWN, *REPORT} - {"lesion_truth", "tables"}
+    )
+    assert where(output, "lesion_truth", "dataset", "version") == {("eyeq", version) for version in versions(resolved(config))}
     del config["datasets"]["eyeq"]["lesion_boxes"]
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
 
@@ -344,7 +368,12 @@ def test_a_pretrain_config_change_reruns_only_pretraining(workdir):
     config["patches"]["k"] = 2
     config["pretrain"]["lr"] = 0.002
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"resolved_config": 1, "pretrain": 4, "finetune": 4, **REPORT, "all": 1}
+    jobs = planned_jobs(snakemake(workdir, "-n"))
+    reruns(jobs, must={"pretrain", "finetune", *REPORT}, must_not=upstream("pretrain") | SHOWN)
+    # Every encoder (the key is every variant's) and the fine-tuning of each; a baseline's would read none of them.
+    tiny, datasets = resolved(config), len(config["datasets"])
+    encoders = datasets * len(pretrainings(tiny))
+    assert (jobs["pretrain"], jobs["finetune"]) == (encoders, encoders * len(tiny["finetune"]["seeds"]))
 
 
 @pytest.mark.workflow
@@ -353,16 +382,14 @@ def test_a_finetune_config_change_reruns_only_fine_tuning(workdir):
     config["pretrain"]["lr"] = 0.001
     config["finetune"]["lr"] = 0.002
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {
-        "resolved_config": 1,
-        "finetune": 4,
-        "finetune_figures": 2,
-        "gradcam": 2,
-        "comparisons": 1,
-        "tables": 1,
-        "benchmark_summary": 1,
-        "all": 1,
-    }
+    jobs = planned_jobs(snakemake(workdir, "-n"))
+    # The linear evaluation and the t-SNE read the encoders, not the fine-tuned models.
+    reruns(
+        jobs,
+        must={"finetune", "finetune_figures", "gradcam", "comparisons", "tables"},
+        must_not=upstream("finetune") | SHOWN | {"linear_eval", "linear_table", "tsne"},
+    )
+    assert jobs["finetune"] == len(config["datasets"]) * finetunings(resolved(config))  # every fine-tuning
 
 
 @pytest.mark.workflow
@@ -371,7 +398,7 @@ def test_a_figure_config_change_reruns_only_that_figure(workdir):
     del config["finetune"]["lr"]
     config["figures"]["gradcam"]["images"] = 1
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"resolved_config": 1, "gradcam": 2, "benchmark_summary": 1, "all": 1}
+    reruns(planned_jobs(snakemake(workdir, "-n")), must={"gradcam"}, must_not={*STAGES, *SHOWN, *REPORT} - {"gradcam"})
 
 
 @pytest.mark.workflow
@@ -380,7 +407,9 @@ def test_a_change_of_where_the_data_come_from_reruns_only_the_fetch_rule(workdir
     config["figures"]["gradcam"]["images"] = 2
     config["datasets"]["chestxray14"]["download"] = {"keep_archives": True}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(workdir, "-n")) == {"resolved_config": 1, "fetch_dataset": 1, "all": 1}
+    output = snakemake(workdir, "-n")
+    reruns(planned_jobs(output), must={"fetch_dataset"}, must_not={*STAGES, *SHOWN, *REPORT} - {"fetch_dataset"})
+    assert where(output, "fetch_dataset", "dataset") == {("chestxray14",)}  # EyeQ's download did not change
 
 
 def test_the_workflow_lints_clean():
@@ -419,6 +448,7 @@ def test_without_the_real_data_the_paper_configuration_plans_everything_and_list
     assert "eyeq: EyePACS train images (data/eyeq/train): (1) sign in to Kaggle" in to_provide
     assert "eyeq lesions: IDRiD segmentation tree (data/idrid/A. Segmentation): register" in to_provide
     jobs = planned_jobs(result.stdout)
+    # 132 fine-tunings: 2 datasets x 3 seeds x (3 baselines x 3 versions + 13 pretrained encoders), the paper's comparison.
     assert (jobs["fetch_dataset"], jobs["fetch_lesions"], jobs["finetune"]) == (2, 1, 132) and "synthesize" not in jobs
 
 
@@ -447,27 +477,25 @@ def test_with_the_data_present_the_paper_configuration_plans_every_stage_and_run
     result = subprocess.run([*command, "-n", *configs], capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Data to provide" not in result.stdout + result.stderr
+    jobs = planned_jobs(result.stdout)
+    # No lesion box file is configured: nothing to measure the lesion levels against.
+    reruns(jobs, must={*STAGES, *SHOWN, *REPORT} - {"synthesize", "lesion_truth"}, must_not={"synthesize"})
+    paper = resolved(overlay, REPO / "config/paper.yaml")
+    variants = {variant for _, variant in pretrainings(paper)}
+    shape = (len(paper["finetune"]["seeds"]), len(paper["finetune"]["baselines"]), len(variants), len(versions(paper)))
+    assert (*shape, len(paper["datasets"])) == (3, 3, 7, 3, 2)
+    # Per dataset, every version's data stages, every pretraining and fine-tuning, a linear evaluation per pretrained version.
     per_dataset = {
-        "fetch_dataset": 1,
-        "index": 1,
-        "degrade": 2,
-        "degradation_gallery": 1,
-        "lesion_annotations": 1,
         "train_detector": 1,
-        "detect": 3,
-        "patches": 3,
-        "patch_figures": 3,
-        "pretrain": 13,
-        "finetune": 3 * (3 * 6 + 4),
-        "finetune_figures": 3,
-        "tsne": 3,
-        "gradcam": 3,
-        "linear_eval": 3,
+        "degrade": len(paper["degrade"]["proportions"]),
+        "detect": len(versions(paper)),
+        "patches": len(versions(paper)),
+        "pretrain": len(pretrainings(paper)),
+        "finetune": finetunings(paper),
+        "linear_eval": len({version for version, _ in pretrainings(paper)}),
     }
-    expected = {rule: 2 * count for rule, count in per_dataset.items()}
-    expected |= {"resolved_config": 1, "fetch_lesions": 1, "preprocess": 1, "tables": 1, "benchmark_summary": 1, "all": 1}
-    expected |= {"linear_table": 1, "comparisons": 1}
-    assert planned_jobs(result.stdout) == expected
+    datasets = len(paper["datasets"])
+    assert {rule: jobs[rule] for rule in per_dataset} == {rule: datasets * count for rule, count in per_dataset.items()}
 
     targets = [
         "paper_out/eyeq/original/index.parquet",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+from snakemake.utils import update_config, validate
+
 SNAKEFILE = Path(__file__).resolve().parent.parent / "Snakefile"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DEMO = SNAKEFILE.parent / "config" / "config.yaml"
+SCHEMA = SNAKEFILE.parent / "workflow" / "schemas" / "config.schema.yaml"
 TINY = {
     "results": "out",
     "threads": 2,  # every PyTorch job's, whatever --cores: a rerun with other cores gives the same bytes
@@ -48,8 +53,8 @@ TINY = {
         "queue_size": 2,  # the tiny detector finds a handful of low-quality lesions
         "batch_size": 2,
         "epochs": 1,
-        "input_size": 40,  # above a ResNet's stride of 32: its last stage sees a 2x2 map
-        "image_size": 48,
+        "view_size": 40,  # above a ResNet's stride of 32: its last stage sees a 2x2 map
+        "image_view_size": 48,
         "workers": 0,
     },
     "finetune": {"baselines": [], "seeds": [0], "input_size": 64, "epochs": 1, "batch_size": 4, "workers": 0},
@@ -86,3 +91,22 @@ def planned_jobs(output: str) -> dict[str, int]:
         return {}
     table = output.split("Job stats:")[1].split("total")[0]
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)}
+
+
+def planned_wildcards(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of each job a dry run lists: which dataset, version or variant a change reruns."""
+    parts = re.split(r"^(?:local)?rule (\w+):$", output, flags=re.MULTILINE)
+    jobs = []
+    for rule, block in zip(parts[1::2], parts[2::2], strict=True):
+        line = re.search(r"^\s+wildcards: (.+)$", block, flags=re.MULTILINE)
+        jobs.append((rule, dict(pair.split("=", 1) for pair in line[1].split(", ")) if line else {}))
+    return jobs
+
+
+def resolved(overlay: dict, base: Path = DEMO) -> dict:
+    """The configuration the workflow makes of ``overlay`` given over ``base`` (the demo's): merged key by key, the
+    schema's defaults filled in; what the tests count the expected jobs from."""
+    config = yaml.safe_load(base.read_text())
+    update_config(config, copy.deepcopy(overlay))
+    validate(config, str(SCHEMA))
+    return config

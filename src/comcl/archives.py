@@ -167,14 +167,29 @@ def _tar_members(tar: tarfile.TarFile, archive: Path) -> Iterator[_Member]:
     for info in tar:
         if info.isfile():
             sizes[info.name] = info.size
-            yield _Member(info.name, info.size, lambda info=info: tar.extractfile(info))
+            yield _Member(info.name, info.size, _tar_data(tar, info))
         elif info.issym():
             yield _Member(info.name, 0, info.linkname)
         elif info.islnk():
             if _unsafe(info.linkname) or info.linkname not in sizes:
                 message = f"member {info.name!r} is a hard link to {info.linkname!r}, not a file before it"
                 raise DataError(message, path=archive, hint=_UNSAFE_HINT)
-            yield _Member(info.name, sizes[info.linkname], lambda info=info: tar.extractfile(info))
+            yield _Member(info.name, sizes[info.linkname], _tar_data(tar, info))
+
+
+def _tar_data(tar: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
+    """Opens the data of a file or a hard link to one (``extractfile`` answers None only for the other kinds)."""
+
+    def open_data() -> IO[bytes]:
+        data = tar.extractfile(info)
+        assert data is not None, info.name
+        return data
+
+    return open_data
+
+
+def _zip_data(zip_file: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
+    return lambda: zip_file.open(info)
 
 
 def _zip_members(zip_file: zipfile.ZipFile, archive: Path) -> Iterator[_Member]:
@@ -183,7 +198,7 @@ def _zip_members(zip_file: zipfile.ZipFile, archive: Path) -> Iterator[_Member]:
         if info.is_dir():
             continue
         if not stat.S_ISLNK(info.external_attr >> 16):
-            yield _Member(info.filename, info.file_size, lambda info=info: zip_file.open(info))
+            yield _Member(info.filename, info.file_size, _zip_data(zip_file, info))
             continue
         with zip_file.open(info) as source:
             target = source.read(_LINK_MAX + 1)

@@ -111,13 +111,13 @@ def all_gather(tensor: Tensor) -> Tensor:
     shapes = torch.zeros(world, local.dim(), dtype=torch.long, device=local.device)
     shapes[rank()] = torch.tensor(local.shape)
     dist.all_reduce(shapes)
-    shapes = shapes.tolist()
-    padded = local.new_zeros(max(shapes, key=lambda shape: shape[0]))
+    sizes: list[list[int]] = shapes.tolist()
+    padded = local.new_zeros(max(sizes, key=lambda shape: shape[0]))
     if len(local):
         padded[: len(local)] = local
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded)
-    return torch.cat([part[: shape[0]] for part, shape in zip(parts, shapes, strict=True)]).to(tensor.device)
+    return torch.cat([part[: shape[0]] for part, shape in zip(parts, sizes, strict=True)]).to(tensor.device)
 
 
 def broadcast(tensor: Tensor, source: int = 0) -> Tensor:
@@ -192,6 +192,8 @@ class ReducedBatchNorm2d(nn.BatchNorm2d):
     @torch.no_grad()
     def _track(self, mean: Tensor, variance: Tensor, count: float) -> None:
         """Update the running statistics as ``BatchNorm2d`` does: the running variance is the unbiased one."""
+        # Called only with track_running_stats, which keeps these.
+        assert self.num_batches_tracked is not None and self.running_mean is not None and self.running_var is not None
         self.num_batches_tracked.add_(1)
         factor = 1 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)

@@ -105,12 +105,21 @@ def download(
         _refuse_plain(urls, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
-    options = dict(retries=retries, backoff=backoff, timeout=timeout, chunk=chunk, progress=progress, sleep=sleep)
     failures: list[str] = []
     for url in urls:
         try:
             log.info("downloading %s to %s", url, target)
-            _fetch(url, part, https_only=https_only, **options)
+            _fetch(
+                url,
+                part,
+                https_only=https_only,
+                retries=retries,
+                backoff=backoff,
+                timeout=timeout,
+                chunk=chunk,
+                progress=progress,
+                sleep=sleep,
+            )
             break
         except (_Interrupted, _Refused, *_TRANSIENT) as error:
             failures.append(f"{url}: {_describe(error)}")

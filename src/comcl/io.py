@@ -97,11 +97,6 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_yaml(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as file:
-        return yaml.safe_load(file)
-
-
 def write_yaml(path: str | Path, obj: Any, header: str = "") -> None:
     """``obj`` as block-style YAML, keys in the order given, after ``header`` (comment lines)."""
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())

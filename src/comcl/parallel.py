@@ -22,12 +22,15 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int, d
     ``function`` must be picklable (a module-level function or a ``functools.partial`` of one).
     """
     workers = max(1, min(workers, len(items), os.cpu_count() or 1))
-    bar = dict(total=len(items), desc=desc, unit="img", mininterval=1.0, disable=None)
+
+    def bar(results: Iterable[R]) -> tqdm[R]:
+        return tqdm(results, total=len(items), desc=desc, unit="img", mininterval=1.0, disable=None)
+
     if workers == 1:
-        return list(tqdm(map(function, items), **bar))
+        return list(bar(map(function, items)))
     chunksize = max(1, len(items) // (workers * 8))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(tqdm(pool.map(function, items, chunksize=chunksize), **bar))
+        return list(bar(pool.map(function, items, chunksize=chunksize)))
 
 
 def parallel_stream(

@@ -18,9 +18,8 @@ from typing import Any
 
 import yaml
 
-from comcl.datasets.sources import TABLE_LABELS, describe, needs, resolve
-from comcl.index.validation import validation_problem
-from comcl.synth.patients import chest_test_patients, eyeq_patients
+from comcl.sources import describe, needs, resolve
+from comcl.splits import chest_test_patients, eyeq_patients, validation_problem
 
 Config = Mapping[str, Any]
 
@@ -36,7 +35,7 @@ NIH_BOX_KEYS = ("root", "bbox_list", "data_entry", "images")
 # torchvision ResNets with ImageNet weights (comcl.weights.IMAGENET_URLS).
 IMAGENET_RESNETS = ("resnet18", "resnet34", "resnet50")
 
-# The tables the report writes (comcl.report.tables).
+# The tables the report writes (comcl.report.paper_tables).
 TABLES = ("table1", "table2", "table3")
 # Beside them: the linear evaluation, and the paired differences of CoMCL from every other method (comcl.report).
 EVIDENCE_TABLES = ("linear_eval", "comparisons")
@@ -108,7 +107,7 @@ def written_by_workflow(config: Config, root: str) -> list[str]:
 
 def lesion_truth_datasets(config: Config) -> list[str]:
     """The datasets whose own lesion boxes measure their patches (``lesion_boxes`` set)."""
-    return [name for name, entry in config["datasets"].items() if entry.get("lesion_boxes")]
+    return [name for name, entry in config["datasets"].items() if entry["lesion_boxes"]]
 
 
 def lesion_boxes_file(config: Config, dataset: str) -> str:
@@ -377,7 +376,7 @@ def check_quality_labels(config: Config) -> None:
     for dataset, entry in config["datasets"].items():
         if entry["format"] != "table" or entry["modality"] != "fundus":
             continue
-        path = resolve(entry["root"], entry.get("labels") or TABLE_LABELS)
+        path = resolve(entry["root"], entry["labels"])
         header = table_header(path)
         if header is not None and "quality" not in header:
             raise PlanError(
@@ -388,14 +387,14 @@ def check_quality_labels(config: Config) -> None:
             )
 
 
-def check_lesion_scale(config: Config) -> None:
+def check_patch_size(config: Config) -> None:
     """Patches are cut from the images resized to `finetune.input_size` (the scale fine-tuning sees): a patch
     cannot be larger than that image."""
-    size, image_size = config["patches"]["size"], config["finetune"]["input_size"]
-    if size > image_size:
+    size, input_size = config["patches"]["size"], config["finetune"]["input_size"]
+    if size > input_size:
         raise PlanError(
-            f"patches.size {size} is larger than finetune.input_size {image_size}: patches are cut from the images "
-            f"resized to finetune.input_size, the scale fine-tuning sees; set patches.size to at most {image_size} "
+            f"patches.size {size} is larger than finetune.input_size {input_size}: patches are cut from the images "
+            f"resized to finetune.input_size, the scale fine-tuning sees; set patches.size to at most {input_size} "
             f"(the paper: 128 px patches of 512 px images)"
         )
 
@@ -409,7 +408,7 @@ def check_encoder_input(config: Config) -> None:
     eight off-centre taps of every 3x3 convolution there meet only padding, so about four fifths of a
     ResNet-18's weights get no gradient from the data, and whatever the optimiser does to them is all they
     learn."""
-    for key in ("input_size", "image_size"):
+    for key in ("view_size", "image_view_size"):
         side = config["pretrain"][key]
         if side <= RESNET_STRIDE:
             raise PlanError(

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 LOCK_FILE = ".comcl.lock"
 
@@ -31,7 +32,7 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _holder(lock: Path) -> dict[str, object] | None:
+def _holder(lock: Path) -> dict[str, Any] | None:
     try:
         return json.loads(lock.read_text(encoding="utf-8"))
     except (OSError, ValueError):

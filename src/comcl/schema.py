@@ -9,23 +9,57 @@ section has. Standard library only: it runs when the workflow loads, in Snakemak
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast
 
 SCHEMA_FILE = "workflow/schemas/config.schema.yaml"
+VARIANT_SCHEMA_FILE = "workflow/schemas/variant.schema.yaml"
+
+# Keys that have a new name, per schema: (section, old key) -> the new key. Refused with the new name, where the
+# schema alone would call the old one unknown.
+RENAMED_KEYS = {
+    SCHEMA_FILE: {
+        ("pretrain", "input_size"): "pretrain.view_size",
+        ("pretrain", "image_size"): "pretrain.image_view_size",
+    },
+    VARIANT_SCHEMA_FILE: {("spl", "threshold"): "spl.rule (a variant with spl.enabled false sets nothing else in spl)"},
+}
 
 
-def config_problem(error: BaseException) -> str:
+def renamed_problem(document: Any, schema_file: str = SCHEMA_FILE, where: str = "configuration") -> str | None:
+    """A refusal naming every old key of ``document`` (a configuration, or a variant for
+    ``VARIANT_SCHEMA_FILE``) with its new name."""
+    found = [
+        f"{section}.{key} is now {new}"
+        for (section, key), new in RENAMED_KEYS[schema_file].items()
+        if isinstance(document, Mapping) and isinstance(document.get(section), Mapping) and key in document[section]
+    ]
+    if not found:
+        return None
+    return f"{where} error: renamed keys: " + "; ".join(found) + f"\n  Every key, with its meaning and default: {schema_file}"
+
+
+class _ValidationError(Protocol):
+    """What this module reads of jsonschema's ValidationError (jsonschema is not imported here, and ships no types)."""
+
+    absolute_path: Sequence[str | int]
+    message: str
+    validator: str
+    instance: Any
+    schema: Mapping[str, Any]
+
+
+def config_problem(error: BaseException, schema_file: str = SCHEMA_FILE) -> str:
     """The message for a refused configuration: ``error`` is Snakemake's WorkflowError, which keeps
     jsonschema's ValidationError as its context; without one, its first two lines."""
-    cause = error.__context__
-    if not hasattr(cause, "absolute_path"):
+    if not hasattr(error.__context__, "absolute_path"):
         return "\n".join(str(error).splitlines()[:2])
+    cause = cast(_ValidationError, error.__context__)
     where = ".".join(str(part) for part in cause.absolute_path) or "the top level"
     message = f"configuration error at {where}: {cause.message}"
     if cause.validator == "additionalProperties":
         message += _known_keys(cause.instance, cause.schema)
-    return f"{message}\n  Every key, with its meaning and default: {SCHEMA_FILE}"
+    return f"{message}\n  Every key, with its meaning and default: {schema_file}"
 
 
 def _known_keys(instance: Any, schema: Mapping[str, Any]) -> str:

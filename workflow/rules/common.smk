@@ -9,6 +9,7 @@ from snakemake.utils import validate
 from comcl import plan
 from comcl.detector.model_files import model_digest
 from comcl.report.context import table_context
+from comcl.schema import VARIANT_SCHEMA_FILE, config_problem, renamed_problem
 
 
 def planned(function, *args):
@@ -22,10 +23,16 @@ def planned(function, *args):
 def load_variant(name):
     """A pretraining variant (config/pretrain/<name>.yaml or a path), validated, defaults filled in."""
     try:
-        variant = yaml.safe_load(plan.variant_file(name, workflow.basedir).read_text())
+        path = plan.variant_file(name, workflow.basedir)
     except plan.PlanError as error:
         raise WorkflowError(str(error)) from None
-    validate(variant, str(Path(workflow.basedir) / "workflow" / "schemas" / "variant.schema.yaml"))
+    variant = yaml.safe_load(path.read_text())
+    if problem := renamed_problem(variant, VARIANT_SCHEMA_FILE, f"pretraining variant {path}"):
+        raise WorkflowError(problem)
+    try:
+        validate(variant, str(Path(workflow.basedir) / VARIANT_SCHEMA_FILE))
+    except WorkflowError as error:
+        raise WorkflowError(f"pretraining variant {path}: {config_problem(error, VARIANT_SCHEMA_FILE)}") from None
     return plan.canonical(variant)
 
 
@@ -49,7 +56,7 @@ planned(plan.check_initialisation)
 planned(plan.check_figure_methods, workflow.basedir)
 planned(plan.check_validation_split)
 planned(plan.check_quality_labels)
-planned(plan.check_lesion_scale)
+planned(plan.check_patch_size)
 planned(plan.check_encoder_input)
 _to_fetch, _to_provide = plan.missing_data(config)
 if _to_fetch:

@@ -16,7 +16,7 @@ rule patches:
     threads: workflow.cores
     params:
         patches=section("patches"),
-        image_size=config["finetune"]["input_size"],
+        input_size=config["finetune"]["input_size"],
     script:
         "../scripts/patches.py"
 
@@ -79,6 +79,6 @@ rule lesion_truth:
         boxes=lambda wildcards: plan.lesion_boxes_file(config, wildcards.dataset),
         preprocessed=lambda wildcards: plan.preprocessed(config, wildcards.dataset),
         patches=section("patches"),
-        image_size=config["finetune"]["input_size"],
+        input_size=config["finetune"]["input_size"],
     script:
         "../scripts/lesion_truth.py"

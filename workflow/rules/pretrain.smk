@@ -29,7 +29,7 @@ rule pretrain:
         threads=config["threads"],
         variant=lambda wildcards: VARIANTS[wildcards.variant],
         # Whole images are seen at the scale fine-tuning sees them, as the patches are cut.
-        pretrain={**section("pretrain", drop=("runs",)), "lesion_scale": config["finetune"]["input_size"]},
+        pretrain={**section("pretrain", drop=("runs",)), "input_size": config["finetune"]["input_size"]},
         work_dir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/{wildcards.version}/pretrain/{wildcards.variant}/work",
     script:
         "../scripts/pretrain.py"

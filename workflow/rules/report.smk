@@ -167,7 +167,7 @@ rule tsne:
         },
         tsne=section("figures", "tsne", drop=("variants",)),
         arch=config["pretrain"]["arch"],
-        input_size=config["pretrain"]["input_size"],
+        view_size=config["pretrain"]["view_size"],
     script:
         "../scripts/tsne.py"
 

@@ -3,5 +3,5 @@
 from comcl.logs import job_log
 from comcl.report.benchmarks import run_benchmark_summary
 
-with job_log(snakemake.log[0]):  # noqa: F821
-    run_benchmark_summary(snakemake.params.folder, snakemake.output.table, snakemake.output.figure)  # noqa: F821
+with job_log(snakemake.log[0]):
+    run_benchmark_summary(snakemake.params.folder, snakemake.output.table, snakemake.output.figure)

@@ -3,9 +3,9 @@
 from comcl.degrade.gallery import run_degradation_gallery
 from comcl.logs import job_log
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     run_degradation_gallery(
-        index=snakemake.input.table,  # noqa: F821
-        figure=snakemake.output[0],  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
+        index=snakemake.input.table,
+        figure=snakemake.output[0],
+        seed=snakemake.params.seed,
     )

@@ -3,14 +3,14 @@
 from comcl.degrade.stage import run_degrade
 from comcl.logs import job_log
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     run_degrade(
-        index=snakemake.input.table,  # noqa: F821
-        target=snakemake.params.target,  # noqa: F821
-        degrade_test=snakemake.params.degrade_test,  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
-        table=snakemake.output.table,  # noqa: F821
-        images=snakemake.output.images,  # noqa: F821
-        summary=snakemake.output.summary,  # noqa: F821
-        workers=snakemake.threads,  # noqa: F821
+        index=snakemake.input.table,
+        target=snakemake.params.target,
+        degrade_test=snakemake.params.degrade_test,
+        seed=snakemake.params.seed,
+        table=snakemake.output.table,
+        images=snakemake.output.images,
+        summary=snakemake.output.summary,
+        workers=snakemake.threads,
     )

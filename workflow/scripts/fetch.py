@@ -3,9 +3,9 @@
 from comcl.datasets.fetch import fetch_source
 from comcl.logs import job_log
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     fetch_source(
-        name=snakemake.params.name,  # noqa: F821
-        source=snakemake.params.source,  # noqa: F821
-        summary=snakemake.output[0],  # noqa: F821
+        name=snakemake.params.name,
+        source=snakemake.params.source,
+        summary=snakemake.output[0],
     )

@@ -8,16 +8,16 @@ from comcl.finetune.train import finetune
 from comcl.logs import job_log
 
 if __name__ == "__main__":
-    with job_log(snakemake.log[0]):  # noqa: F821
+    with job_log(snakemake.log[0]):
         finetune(
-            index=snakemake.input.index,  # noqa: F821
-            params=snakemake.params.finetune,  # noqa: F821
-            init=snakemake.params.init,  # noqa: F821
-            encoder=snakemake.input.encoder or None,  # noqa: F821
-            work_dir=snakemake.params.work_dir,  # noqa: F821
-            metrics=snakemake.output.metrics,  # noqa: F821
-            predictions=snakemake.output.predictions,  # noqa: F821
-            training_log=snakemake.output.training_log,  # noqa: F821
-            model_file=snakemake.output.model,  # noqa: F821
-            threads=snakemake.params.threads or snakemake.threads,  # noqa: F821
+            index=snakemake.input.index,
+            params=snakemake.params.finetune,
+            init=snakemake.params.init,
+            encoder=snakemake.input.encoder or None,
+            work_dir=snakemake.params.work_dir,
+            metrics=snakemake.output.metrics,
+            predictions=snakemake.output.predictions,
+            training_log=snakemake.output.training_log,
+            model_file=snakemake.output.model,
+            threads=snakemake.params.threads or snakemake.threads,
         )

@@ -3,14 +3,14 @@
 from comcl.index.build import run_index
 from comcl.logs import job_log
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     run_index(
-        name=snakemake.wildcards.dataset,  # noqa: F821
-        dataset=snakemake.params.dataset,  # noqa: F821
-        check=snakemake.params.check_images,  # noqa: F821
-        workers=snakemake.threads,  # noqa: F821
-        val_share=snakemake.params.val_share,  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
-        table=snakemake.output.table,  # noqa: F821
-        summary=snakemake.output.summary,  # noqa: F821
+        name=snakemake.wildcards.dataset,
+        dataset=snakemake.params.dataset,
+        check=snakemake.params.check_images,
+        workers=snakemake.threads,
+        val_share=snakemake.params.val_share,
+        seed=snakemake.params.seed,
+        table=snakemake.output.table,
+        summary=snakemake.output.summary,
     )

@@ -3,14 +3,14 @@
 from comcl.detector.annotations import write_lesion_annotations
 from comcl.logs import job_log
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     write_lesion_annotations(
-        source=snakemake.params.source,  # noqa: F821
-        min_area=snakemake.params.min_area,  # noqa: F821
-        test_share=snakemake.params.test_share,  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
-        index=snakemake.input.index,  # noqa: F821
-        train=snakemake.output.train,  # noqa: F821
-        test=snakemake.output.test,  # noqa: F821
-        summary=snakemake.output.summary,  # noqa: F821
+        source=snakemake.params.source,
+        min_area=snakemake.params.min_area,
+        test_share=snakemake.params.test_share,
+        seed=snakemake.params.seed,
+        index=snakemake.input.index,
+        train=snakemake.output.train,
+        test=snakemake.output.test,
+        summary=snakemake.output.summary,
     )

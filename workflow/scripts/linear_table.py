@@ -3,10 +3,10 @@
 from comcl.logs import job_log
 from comcl.report.linear_eval import write_linear_table
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     write_linear_table(
-        files={tuple(run): path for run, path in zip(snakemake.params.runs, snakemake.input.metrics, strict=True)},  # noqa: F821
-        labels=snakemake.params.labels,  # noqa: F821
-        csv=snakemake.output.csv,  # noqa: F821
-        markdown_file=snakemake.output.markdown,  # noqa: F821
+        files={tuple(run): path for run, path in zip(snakemake.params.runs, snakemake.input.metrics, strict=True)},
+        labels=snakemake.params.labels,
+        csv=snakemake.output.csv,
+        markdown_file=snakemake.output.markdown,
     )

@@ -3,13 +3,13 @@
 from comcl.logs import job_log
 from comcl.patches.figures import run_patch_figures
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     run_patch_figures(
-        index=snakemake.input.index,  # noqa: F821
-        detections=snakemake.input.detections,  # noqa: F821
-        store=snakemake.input.store,  # noqa: F821
-        summary=snakemake.input.summary,  # noqa: F821
-        params=snakemake.params.patches,  # noqa: F821
-        windows=snakemake.output.windows,  # noqa: F821
-        mosaic=snakemake.output.mosaic,  # noqa: F821
+        index=snakemake.input.index,
+        detections=snakemake.input.detections,
+        store=snakemake.input.store,
+        summary=snakemake.input.summary,
+        params=snakemake.params.patches,
+        windows=snakemake.output.windows,
+        mosaic=snakemake.output.mosaic,
     )

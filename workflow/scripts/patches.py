@@ -3,13 +3,13 @@
 from comcl.logs import job_log
 from comcl.patches.stage import run_patches
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     run_patches(
-        index=snakemake.input.index,  # noqa: F821
-        detections=snakemake.input.detections,  # noqa: F821
-        params=snakemake.params.patches,  # noqa: F821
-        image_size=snakemake.params.image_size,  # noqa: F821
-        store=snakemake.output.store,  # noqa: F821
-        summary=snakemake.output.summary,  # noqa: F821
-        workers=snakemake.threads,  # noqa: F821
+        index=snakemake.input.index,
+        detections=snakemake.input.detections,
+        params=snakemake.params.patches,
+        input_size=snakemake.params.input_size,
+        store=snakemake.output.store,
+        summary=snakemake.output.summary,
+        workers=snakemake.threads,
     )

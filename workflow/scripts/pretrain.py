@@ -8,16 +8,16 @@ from comcl.logs import job_log
 from comcl.pretrain.train import pretrain
 
 if __name__ == "__main__":
-    with job_log(snakemake.log[0]):  # noqa: F821
+    with job_log(snakemake.log[0]):
         pretrain(
-            variant=snakemake.params.variant,  # noqa: F821
-            params=snakemake.params.pretrain,  # noqa: F821
-            store=snakemake.input.store or None,  # noqa: F821
-            index=snakemake.input.index,  # noqa: F821
-            work_dir=snakemake.params.work_dir,  # noqa: F821
-            encoder=snakemake.output.encoder,  # noqa: F821
-            training_log=snakemake.output.training_log,  # noqa: F821
-            curves=snakemake.output.curves,  # noqa: F821
-            summary=snakemake.output.summary,  # noqa: F821
-            threads=snakemake.params.threads or snakemake.threads,  # noqa: F821
+            variant=snakemake.params.variant,
+            params=snakemake.params.pretrain,
+            store=snakemake.input.store or None,
+            index=snakemake.input.index,
+            work_dir=snakemake.params.work_dir,
+            encoder=snakemake.output.encoder,
+            training_log=snakemake.output.training_log,
+            curves=snakemake.output.curves,
+            summary=snakemake.output.summary,
+            threads=snakemake.params.threads or snakemake.threads,
         )

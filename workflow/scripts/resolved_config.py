@@ -7,5 +7,5 @@ HEADER = """The configuration that made this folder: the schema's defaults (the 
 configuration files merged over them, keys sorted. The workflow rewrites it whenever it changes: edit
 the configuration files, not this one. Every key is explained in workflow/schemas/config.schema.yaml."""
 
-with job_log(snakemake.log[0]):  # noqa: F821
-    write_yaml(snakemake.output[0], snakemake.params.config, header=HEADER)  # noqa: F821
+with job_log(snakemake.log[0]):
+    write_yaml(snakemake.output[0], snakemake.params.config, header=HEADER)

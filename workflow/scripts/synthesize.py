@@ -3,12 +3,12 @@
 from comcl.logs import job_log
 from comcl.synth.generate import synthesize
 
-with job_log(snakemake.log[0]):  # noqa: F821
+with job_log(snakemake.log[0]):
     synthesize(
-        name=snakemake.wildcards.name,  # noqa: F821
-        root=snakemake.output.root,  # noqa: F821
-        contact_sheet=snakemake.output.contact_sheet,  # noqa: F821
-        params=snakemake.params.spec,  # noqa: F821
-        seed=snakemake.params.seed,  # noqa: F821
-        workers=snakemake.threads,  # noqa: F821
+        name=snakemake.wildcards.name,
+        root=snakemake.output.root,
+        contact_sheet=snakemake.output.contact_sheet,
+        params=snakemake.params.spec,
+        seed=snakemake.params.seed,
+        workers=snakemake.threads,
     )

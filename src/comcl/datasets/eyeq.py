@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from comcl.datasets.tables import check_columns, check_unique, check_values, read_csv_checked
+from comcl.datasets.csv_checks import check_columns, check_unique, check_values, read_csv_checked
 from comcl.errors import DataError
 from comcl.io import atomic_path
 

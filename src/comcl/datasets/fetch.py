@@ -27,12 +27,12 @@ import pandas as pd
 
 from comcl.archives import extract
 from comcl.datasets import chestxray14 as nih
-from comcl.datasets import idrid, table
+from comcl.datasets import idrid, table_format
 from comcl.datasets.eyeq import read_labels
-from comcl.datasets.sources import EYEPACS_RULES, IDRID_ARCHIVE, NIH_PAGE, describe, has_files, needs, resolve
 from comcl.download import download, record_checksum
 from comcl.errors import DataError
 from comcl.io import write_json
+from comcl.sources import EYEPACS_RULES, IDRID_ARCHIVE, NIH_PAGE, describe, has_files, needs, resolve
 
 log = logging.getLogger(__name__)
 MANIFEST = "checksums.json"
@@ -146,7 +146,7 @@ def _eyeq(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dict
             client = client or kaggle()
             parts = _kaggle_download(client, spec["kaggle"]["competition"], spec["kaggle"]["files"][split], root / ARCHIVES)
             if parts:
-                _unpack(parts, folder, spec.get("keep_archives", False))
+                _unpack(parts, folder, spec["keep_archives"])
     result: dict[str, Any] = {"labels": {}, "images": {}}
     for split, path in label_files.items():
         labels = read_labels(path)
@@ -208,7 +208,7 @@ def _chestxray14(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) 
             if _extracted(target).exists():
                 continue
             download(archive["urls"], target, manifest=manifest)
-            _unpack([target], images, spec.get("keep_archives", False), manifest)
+            _unpack([target], images, spec["keep_archives"], manifest)
     provide = f"extract all 12 image archives of {NIH_PAGE} into {images}, or remove the rows of images you do not have"
     return {
         "data_entry": {"file": str(entry_file), "rows": len(entry)},
@@ -220,7 +220,7 @@ def _table(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dic
     """A dataset of one's own has nothing to download: its label file is read and every image it names must be there."""
     root = Path(source["root"])
     label_file = resolve(root, source["labels"])
-    labels, classes = table.read_labels(label_file, source["task"], source.get("findings"), source.get("num_classes"))
+    labels, classes = table_format.read_labels(label_file, source["task"], source.get("findings"), source.get("num_classes"))
     missing = labels[[not (root / name).is_file() for name in labels["image"]]]
     if len(missing):
         raise DataError(
@@ -231,7 +231,7 @@ def _table(source: Mapping[str, Any], kaggle: Callable[[], KaggleClient]) -> dic
         )
     inside = root.resolve()
     escaping = labels[[not (root / name).resolve().is_relative_to(inside) for name in labels["image"]]]
-    if len(escaping) and not source.get("links_outside_root", False):
+    if len(escaping) and not source["links_outside_root"]:
         raise DataError(
             f"{len(escaping)} of {len(labels)} labelled images are links to files outside {root}:\n{_listing(escaping, 'image')}",
             path=label_file,

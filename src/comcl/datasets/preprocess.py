@@ -45,13 +45,13 @@ import cv2
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from comcl.datasets import eyeq, table
-from comcl.datasets.sources import resolve
+from comcl.datasets import eyeq, table_format
 from comcl.errors import DataError
 from comcl.fov import estimate_fov_mask
 from comcl.images import UnusableImage, checked_image
 from comcl.io import JPEG_QUALITY, atomic_directory, remove_partial_writes, write_image, write_json
 from comcl.parallel import parallel_map
+from comcl.sources import resolve
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ def _labelled_images(dataset: Mapping[str, Any]) -> dict[Path, dict[str, Path]]:
     root = Path(dataset["root"])
     if dataset["format"] == "table":
         label_file = resolve(root, dataset["labels"])
-        labels, _ = table.read_labels(label_file, dataset["task"], dataset.get("findings"), dataset.get("num_classes"))
+        labels, _ = table_format.read_labels(label_file, dataset["task"], dataset.get("findings"), dataset.get("num_classes"))
         return {label_file: {name: root / name for name in labels["image"]}}
     found = {}
     for split, labels in dataset["labels"].items():

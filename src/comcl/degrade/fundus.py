@@ -7,7 +7,7 @@ preprocessing crops the disc and resizes), with values in [0, 1], each component
 [0, 1]. Here that square is fitted to the photograph (the *frame*: centred on the field of view,
 its side the disc's diameter), every length drawn at 512 px is multiplied by ``side / 512``, and
 every kernel size the code hands to ``cv2.GaussianBlur`` is stretched by the same factor (see
-:func:`_taps`). Three families, each modelling one cause of a low-quality photograph:
+:func:`blur_taps`). Three families, each modelling one cause of a low-quality photograph:
 
 * ``illumination`` (light transmission disturbance), always its three parts in this order:
 
@@ -73,7 +73,7 @@ _TAPS_PER_CELL = 16
 
 
 @dataclass(frozen=True)
-class _Frame:
+class FovFrame:
     """The released code's 512 x 512 square on this photograph: centred on the field of view, its
     side the longer side of the field of view's bounding box (the disc's diameter even where the
     photograph cuts the disc at the top and bottom)."""
@@ -104,14 +104,14 @@ class _Frame:
         return (inside * self.area + outside * (self.side**2 - self.area)) / self.side**2
 
 
-def _frame(fov_mask: np.ndarray) -> _Frame:
+def fov_frame(fov_mask: np.ndarray) -> FovFrame:
     mask8 = fov_mask.astype(np.uint8)
     moments = cv2.moments(mask8, binaryImage=True)
     if moments["m00"] == 0:
         raise ValueError("the field-of-view mask is empty")
     _, _, box_w, box_h = cv2.boundingRect(mask8)
     cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
-    return _Frame(fov_mask, mask8, cx, cy, float(max(box_w, box_h)), float(moments["m00"]))
+    return FovFrame(fov_mask, mask8, cx, cy, float(max(box_w, box_h)), float(moments["m00"]))
 
 
 def _rgb(field: np.ndarray) -> np.ndarray:
@@ -124,7 +124,7 @@ def _odd(size: int) -> int:
     return size + 1 if size % 2 == 0 else size
 
 
-def _taps(size_512: int, sigma_512: float, scale: float) -> np.ndarray:
+def blur_taps(size_512: int, sigma_512: float, scale: float) -> np.ndarray:
     """The 1-D kernel ``cv2.GaussianBlur`` builds from ``size_512`` taps and ``sigma_512`` at 512 px,
     stretched by ``scale``: Gaussian weights over a support ``size_512 * scale`` px wide, the
     outermost pixels weighted by the share of them the support covers. At scale 1 it is cv2's kernel;
@@ -152,8 +152,8 @@ def _folded(cells: int, step: float, pad: int, length: int) -> np.ndarray:
     return np.where(centres > length - 1, 2 * (length - 1) - centres, centres)
 
 
-def _smoothed_discs(
-    frame: _Frame,
+def smoothed_discs(
+    frame: FovFrame,
     centre: tuple[float, float],
     discs: Sequence[tuple[float, float]],
     kernel_512: tuple[int, int],
@@ -168,13 +168,13 @@ def _smoothed_discs(
     factor = max(1, int(min(kernel_512) * frame.scale / _TAPS_PER_CELL))
     rows, cols = max(1, round(height / factor)), max(1, round(width / factor))
     step_y, step_x = height / rows, width / cols
-    kx = _taps(kernel_512[0], sigma_512, frame.scale / step_x)
-    ky = _taps(kernel_512[1], sigma_512, frame.scale / step_y)
+    kx = blur_taps(kernel_512[0], sigma_512, frame.scale / step_x)
+    ky = blur_taps(kernel_512[1], sigma_512, frame.scale / step_y)
     pad_x, pad_y = kx.size // 2, ky.size // 2
     xx = _folded(cols, step_x, pad_x, width)[None, :]
     yy = _folded(rows, step_y, pad_y, height)[:, None]
     distance = np.sqrt((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2)
-    field = np.zeros(distance.shape, np.float32)
+    field: np.ndarray = np.zeros(distance.shape, np.float32)
     for radius_512, weight in discs:
         # Area coverage of each cell, so the disc's size does not jump with the grid.
         field += weight * np.clip((radius_512 * frame.scale - distance) / factor + 0.5, 0, 1)
@@ -182,7 +182,7 @@ def _smoothed_discs(
     return field if factor == 1 else cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _colour(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> tuple[dict[str, Any], float]:
+def degrade_colour(image: np.ndarray, frame: FovFrame, rng: np.random.Generator) -> tuple[dict[str, Any], float]:
     """Brightness, contrast and saturation as torchvision's adjust_* functions, each clipped; also
     returns what the square's black border becomes (contrast below 1 lifts it towards the mean)."""
     brightness, contrast, saturation = rng.uniform(0.7, 1.2), rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)
@@ -199,7 +199,7 @@ def _colour(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> tuple
     return {"brightness": brightness, "contrast": contrast, "saturation": saturation}, border
 
 
-def _halo(image: np.ndarray, frame: _Frame, border: float, rng: np.random.Generator) -> dict[str, Any]:
+def add_halo(image: np.ndarray, frame: FovFrame, border: float, rng: np.random.Generator) -> dict[str, Any]:
     """Light between an inner and an outer disc about one centre: it brightens the rim."""
     tint = _HALO_TINTS[int(rng.integers(1, 3))]
     dx, dy = (int(offset) for offset in rng.integers(-REFERENCE_SIZE // 8, REFERENCE_SIZE // 8 + 1, size=2))
@@ -216,7 +216,7 @@ def _halo(image: np.ndarray, frame: _Frame, border: float, rng: np.random.Genera
 
     amplitude = frame.square_mean(float(frame.channel_means(image).mean()), outside=border)
     centre = frame.at(dx, dy)
-    ring = _smoothed_discs(frame, centre, [(int(outer / 2), 1.0), (int(inner / 2), -1.0)], (kernel, kernel), sigma)
+    ring = smoothed_discs(frame, centre, [(int(outer / 2), 1.0), (int(inner / 2), -1.0)], (kernel, kernel), sigma)
     image += cv2.merge([ring * (amplitude * channel / 255) for channel in tint])
     np.clip(image, 0, 1, out=image)
     return {
@@ -225,7 +225,7 @@ def _halo(image: np.ndarray, frame: _Frame, border: float, rng: np.random.Genera
     }  # fmt: skip
 
 
-def _hole(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> dict[str, Any]:
+def add_hole(image: np.ndarray, frame: FovFrame, rng: np.random.Generator) -> dict[str, Any]:
     """A dark smoothed disc added near the centre; its depth grows with the retina's mean value."""
     diameter = int(rng.integers(int(0.4 * REFERENCE_SIZE), int(0.7 * REFERENCE_SIZE) + 1))
     dx = int(rng.integers(-REFERENCE_SIZE // 4, REFERENCE_SIZE // 4 + 1))
@@ -238,7 +238,7 @@ def _hole(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> dict[st
     strength = base - slope * retina if retina > 0.25 else 0.0
     centre = frame.at(dx, dy)
     if strength:
-        disc = _smoothed_discs(frame, centre, [(diameter // 2, strength)], (_odd(kernel[0]), _odd(kernel[1])), sigma)
+        disc = smoothed_discs(frame, centre, [(diameter // 2, strength)], (_odd(kernel[0]), _odd(kernel[1])), sigma)
         image += _rgb(disc)
         np.clip(image, 0, 1, out=image)
     return {
@@ -247,10 +247,10 @@ def _hole(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> dict[st
     }  # fmt: skip
 
 
-def _illumination(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> dict[str, Any]:
-    params, border = _colour(image, frame, rng)
-    params["halo"] = _halo(image, frame, border, rng)
-    params["hole"] = _hole(image, frame, rng)
+def _illumination(image: np.ndarray, frame: FovFrame, rng: np.random.Generator) -> dict[str, Any]:
+    params, border = degrade_colour(image, frame, rng)
+    params["halo"] = add_halo(image, frame, border, rng)
+    params["hole"] = add_hole(image, frame, rng)
     return params
 
 
@@ -264,7 +264,7 @@ def _spot_shape(rng: np.random.Generator) -> dict[str, Any]:
     return {"r_512": r, "radius_512": r // 2, "intensity": intensity, "kernel_512": kernel, "sigma_512": sigma}
 
 
-def _spots(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> dict[str, Any]:
+def _spots(image: np.ndarray, frame: FovFrame, rng: np.random.Generator) -> dict[str, Any]:
     """Small smoothed discs of added light, each wholly inside the field of view."""
     height, width = frame.mask.shape
     depth = cv2.distanceTransform(frame.mask8, cv2.DIST_L2, 5)
@@ -277,7 +277,7 @@ def _spots(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> dict[s
     for _ in range(int(rng.integers(5, 11))):
         spot = _spot_shape(rng)
         radius = spot["radius_512"] * frame.scale
-        kx, ky = (_taps(size, spot["sigma_512"], frame.scale) for size in spot["kernel_512"])
+        kx, ky = (blur_taps(size, spot["sigma_512"], frame.scale) for size in spot["kernel_512"])
         extent = math.ceil(radius + 0.5) + max(kx.size, ky.size) // 2
         y, x = divmod(int(candidates[rng.integers(candidates.size)]), width)
         x0, y0, x1, y1 = max(0, x - extent), max(0, y - extent), min(width, x + extent + 1), min(height, y + extent + 1)
@@ -289,13 +289,13 @@ def _spots(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> dict[s
     return {"spots": spots}
 
 
-def _blur(image: np.ndarray, frame: _Frame, rng: np.random.Generator) -> dict[str, Any]:
+def _blur(image: np.ndarray, frame: FovFrame, rng: np.random.Generator) -> dict[str, Any]:
     """The released blur (a kernel of 1-7 px at sigma 5-15) as a normalised convolution,
     blur(image * mask) / blur(mask), so that only retina is averaged in. Its weights are positive,
     so it stays within [0, 1]."""
     sigma = rng.uniform(5, 15)
     kernel = [_odd(int(size)) for size in rng.integers(int(sigma / 3), int(sigma / 2) + 1, size=2)]
-    kx, ky = (_taps(size, sigma, frame.scale) for size in kernel)
+    kx, ky = (blur_taps(size, sigma, frame.scale) for size in kernel)
     weight = frame.mask.astype(np.float32)
     retina = cv2.sepFilter2D(image * _rgb(weight), -1, kx, ky)
     share = cv2.sepFilter2D(weight, -1, kx, ky)
@@ -338,7 +338,7 @@ def degrade_fundus(
         raise ValueError(f"image must be H x W x 3 uint8, got {image.shape} {image.dtype}")
     if fov_mask.shape != image.shape[:2]:
         raise ValueError(f"fov_mask shape {fov_mask.shape} does not match image shape {image.shape[:2]}")
-    frame = _frame(fov_mask.astype(bool))
+    frame = fov_frame(fov_mask.astype(bool))
     applied = [kind for kind in FUNDUS_DEGRADATIONS if kind in kinds]
     work = np.multiply(image, np.float32(1 / 255), dtype=np.float32)
     params: dict[str, Any] = {"type": "+".join(applied), "scale": frame.scale}

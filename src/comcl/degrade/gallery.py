@@ -70,9 +70,9 @@ def draw_gallery(index: pd.DataFrame, meta: Mapping[str, Any], path: str | Path,
         raise ValueError(f"n_images must be at least 1, got {n_images}")
     mode, types = _MODALITIES[modality]
     dataset = meta.get("dataset") or modality
-    rows = _choose(index, n_images, np.random.default_rng(seed), dataset)
+    rows = choose_examples(index, n_images, np.random.default_rng(seed), dataset)
 
-    images = [_load(Path(str(record["path"])), mode, modality) for _, record in rows.iterrows()]
+    images = [read_example(Path(str(record["path"])), mode, modality) for _, record in rows.iterrows()]
     aspect = max(image.shape[0] / image.shape[1] for image in images)
     ncols = 1 + len(types)
     row_height = 0.92 * CELL_WIDTH * aspect + CAPTION_HEIGHT
@@ -106,7 +106,7 @@ def draw_gallery(index: pd.DataFrame, meta: Mapping[str, Any], path: str | Path,
     save_figure(fig, path, dpi=DPI)
 
 
-def _choose(index: pd.DataFrame, n_images: int, rng: np.random.Generator, dataset: str) -> pd.DataFrame:
+def choose_examples(index: pd.DataFrame, n_images: int, rng: np.random.Generator, dataset: str) -> pd.DataFrame:
     """Up to ``n_images`` high-quality rows in a random order, alternating lesion and healthy
     while both last when the index says which is which."""
     missing = [column for column in ("image_id", "path", "quality") if column not in index.columns]
@@ -134,7 +134,7 @@ def _choose(index: pd.DataFrame, n_images: int, rng: np.random.Generator, datase
     return high.iloc[positions[:n_images]]
 
 
-def _load(path: Path, mode: str, modality: str) -> np.ndarray:
+def read_example(path: Path, mode: str, modality: str) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             image = np.asarray(opened.convert(mode))

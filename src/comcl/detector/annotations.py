@@ -34,10 +34,10 @@ from scipy import ndimage
 
 from comcl.datasets import chestxray14 as nih
 from comcl.datasets import idrid
-from comcl.datasets.sources import COCO_EXPORT, resolve
 from comcl.errors import DataError
 from comcl.images import check_images
 from comcl.io import read_table, write_json
+from comcl.sources import COCO_EXPORT, resolve
 
 log = logging.getLogger(__name__)
 

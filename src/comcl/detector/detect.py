@@ -16,7 +16,7 @@ import logging
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -36,13 +36,16 @@ from comcl.errors import DataError
 from comcl.io import read_table, write_table
 from comcl.levels import LESION_LEVELS
 
+if TYPE_CHECKING:
+    from mmdet.models.detectors import BaseDetector
+
 log = logging.getLogger(__name__)
 DETECTION_COLUMNS = ["image_id", "split", "level", "x1", "y1", "x2", "y2", "score", "label"]
 
 
 def load_detector(
     checkpoint: str | Path, model_file: str | Path, classes: list[str], device: torch.device
-) -> tuple[torch.nn.Module, dict]:
+) -> tuple[BaseDetector, dict]:
     """The exported detector, checked against the model file and classes it is meant to be."""
     checkpoint = Path(checkpoint)
     try:
@@ -128,7 +131,7 @@ def _collate(items: list[tuple[int, dict | None]]) -> tuple[list[int], list[dict
 
 @torch.no_grad()
 def detect(
-    model: torch.nn.Module, meta: Mapping[str, Any], images: pd.DataFrame, batch_size: int, workers: int, aspect: float
+    model: BaseDetector, meta: Mapping[str, Any], images: pd.DataFrame, batch_size: int, workers: int, aspect: float
 ) -> pd.DataFrame:
     """All detections (above the model's own score floor) on ``images`` (columns image_id, path, split, level, line),
     each image padded to ``aspect`` (:func:`training_aspect`) and its boxes clipped to it."""

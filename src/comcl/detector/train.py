@@ -27,7 +27,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
 
-from comcl.checkpoints import discard_checkpoint, run_stamp, save_torch
+from comcl.checkpoints import discard_checkpoint, save_torch
+from comcl.checkpoints import run_stamp as checkpoint_stamp
 from comcl.curves import draw_training_curves
 from comcl.detector.annotations import coco_classes
 from comcl.devices import detector_device
@@ -47,14 +48,14 @@ def _load_own_checkpoint(filename: str, map_location: Any) -> Any:
 
 def pipelines(scale: tuple[int, int]) -> tuple[list[dict], list[dict]]:
     """Training and test pipelines: images resized to fit ``scale`` (width, height), ratio kept."""
-    train = [
+    train: list[dict] = [
         dict(type="LoadImageFromFile"),
         dict(type="LoadAnnotations", with_bbox=True),
         dict(type="Resize", scale=scale, keep_ratio=True),
         dict(type="RandomFlip", prob=0.5),
         dict(type="PackDetInputs"),
     ]
-    test = [
+    test: list[dict] = [
         dict(type="LoadImageFromFile"),
         dict(type="Resize", scale=scale, keep_ratio=True),
         dict(type="LoadAnnotations", with_bbox=True),
@@ -155,17 +156,17 @@ def build_config(
     return config
 
 
-def _stamp(model_file: Path, annotations: Mapping[str, str | Path], params: Mapping[str, Any], backbone: Path | None) -> str:
+def run_stamp(model_file: Path, annotations: Mapping[str, str | Path], params: Mapping[str, Any], backbone: Path | None) -> str:
     """What the work folder's checkpoints depend on: resuming is only allowed when this is unchanged. Not the
     device: a training stopped on one resumes on another."""
     kept = {key: value for key, value in params.items() if key != "device"}
-    return run_stamp(
+    return checkpoint_stamp(
         {"params": kept, "backbone": backbone}, read=[model_file, *(annotations[split] for split in sorted(annotations))]
     )
 
 
 @contextmanager
-def _runner_device(device: torch.device) -> Iterator[None]:
+def runner_device(device: torch.device) -> Iterator[None]:
     """MMEngine's Runner puts the model on the device MMEngine chose at import, a GPU when there is one: this one instead."""
     chosen = mmengine.device.utils.DEVICE
     mmengine.device.utils.DEVICE = device.type
@@ -185,11 +186,11 @@ def _prepare_work_dir(work_dir: Path, stamp: str) -> str | None:
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp_file.write_text(stamp)
-    latest = _own_checkpoint(work_dir)
+    latest = own_checkpoint(work_dir)
     return RESUME_SCHEME + str(latest) if latest else None
 
 
-def _own_checkpoint(work_dir: Path) -> Path | None:
+def own_checkpoint(work_dir: Path) -> Path | None:
     """The checkpoint MMEngine's ``last_checkpoint`` points to, if it is one of this run's own files.
 
     Resuming unpickles the file (see the module docstring), so the pointer is followed only to a
@@ -247,11 +248,11 @@ def train_detector(
     backbone = fetch_weights(params["pretrained"])
     log.info("backbone: %s", f"ImageNet weights from {backbone}" if backbone else "random initialisation (from scratch)")
     config = build_config(model_file, classes, annotations, params, work_dir, backbone)
-    resume = _prepare_work_dir(work_dir, _stamp(model_file, annotations, params, backbone))
+    resume = _prepare_work_dir(work_dir, run_stamp(model_file, annotations, params, backbone))
     if resume:
         log.info("resuming from %s", resume.removeprefix(RESUME_SCHEME))
     config.merge_from_dict(dict(load_from=resume, resume=resume is not None))
-    with _runner_device(device):
+    with runner_device(device):
         runner = Runner.from_cfg(config)
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.FileHandler):

@@ -43,7 +43,7 @@ START = "start"  # the method name of the weights pretraining began from
 
 
 @torch.no_grad()
-def _features(
+def extract_features(
     backbone: nn.Module, datasets: Mapping[str, ImageDataset], batch_size: int, device: torch.device
 ) -> dict[str, np.ndarray]:
     """Pooled features per split, after re-estimating batch norm's statistics on the training images."""
@@ -84,6 +84,7 @@ def _probabilities(
             [np.full(len(features), m) if isinstance(m, float) else m.predict_proba(features)[:, 1] for m in models], axis=1
         )
     model = models[0]
+    assert not isinstance(model, float), "one model, fitted on every class, when not multilabel"
     probabilities = np.zeros((len(features), classes))
     probabilities[:, model.classes_] = model.predict_proba(features)  # a grade absent from training keeps 0
     return probabilities
@@ -156,7 +157,7 @@ def linear_evaluation(
         torch.manual_seed(0 if seed is None else seed)
         model, description = build_classifier(arch, 1, init, encoder, params.get("imagenet_url"), size)
         model.fc = nn.Identity()
-        features = _features(model.to(device), datasets, params["batch_size"], device)
+        features = extract_features(model.to(device), datasets, params["batch_size"], device)
         result, probabilities = probe(features, frames, meta, params["c_values"], params["threshold"])
         results.setdefault(method, {})["all" if seed is None else str(seed)] = {**result, "init": description}
         log.info("%s seed %s: test kappa %s (C %s)", method, "all" if seed is None else seed, result["kappa"], result["c"])

@@ -129,6 +129,7 @@ def build_classifier(
         load_backbone(model, arch, _imagenet_state(weights), weights, unused, _IMAGENET_HINT)
         return model, "imagenet"
     if init == "encoder":
+        assert encoder is not None, "refused above"
         encoder = Path(encoder)
         hint = (
             f"pretrain and fine-tune the same ResNet (pretrain.arch must equal the fine-tuning arch, {arch!r} here) "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,15 @@ import numpy as np
 import pandas as pd
 
 from comcl.datasets import chestxray14 as nih
-from comcl.datasets import eyeq
-from comcl.datasets import table as table_labels
-from comcl.datasets.tables import check_columns, read_csv_checked
+from comcl.datasets import eyeq, table_format
+from comcl.datasets.csv_checks import check_columns, read_csv_checked
 from comcl.errors import DataError
 from comcl.images import check_images, refuse_unusable
 from comcl.index import quality
-from comcl.index.validation import MIN_VALIDATION_VALUES, validation_count, validation_problem
 from comcl.io import write_json, write_table
 from comcl.levels import LEVELS
 from comcl.parallel import image_seed, parallel_map
+from comcl.splits import MIN_VALIDATION_VALUES, validation_count, validation_problem
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ def check_selectable(
     frame: pd.DataFrame, labels: Sequence[str], order: Sequence[str], share: float, source: Path, name: str
 ) -> None:
     """Refuse a validation split on which fine-tuning cannot select a model: one where no label column takes
-    :data:`~comcl.index.validation.MIN_VALIDATION_VALUES` values (a single grade; each finding on all its images or
+    :data:`~comcl.splits.MIN_VALIDATION_VALUES` values (a single grade; each finding on all its images or
     on none), one image included. Fine-tuning keeps the epoch with the best validation kappa, and on one grade the
     quadratic kappa is 0 or undefined whatever the model predicts (its disagreement is the chance one): every
     epoch ties and the first, barely trained, is kept. ``labels`` are a grade column or boolean finding columns;
@@ -351,13 +350,13 @@ def index_table(
     low_quality_share: float = 0.432,
     images: str = ".",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A dataset of one's own (:mod:`comcl.datasets.table`): lesion = grade > 0, or any finding. Quality from its
+    """A dataset of one's own (:mod:`comcl.datasets.table_format`): lesion = grade > 0, or any finding. Quality from its
     ``quality`` column, else, for a chest table, the no-reference score as for ChestX-ray14; a fundus table without
     one is refused (:func:`require_fundus_quality`). ``images``: the folder, relative to ``root``, that the image
     paths are relative to (the preprocessed one for a preprocessed fundus table)."""
     source = root / labels
-    table, classes = table_labels.read_labels(source, task, findings, num_classes)
-    label_columns = [table_labels.GRADE] if task == "grading" else list(findings or ())
+    table, classes = table_format.read_labels(source, task, findings, num_classes)
+    label_columns = [table_format.GRADE] if task == "grading" else list(findings or ())
     folder = Path(os.path.normpath(root / images))
     if "quality" not in table.columns:
         require_fundus_quality(modality, source, name)
@@ -378,7 +377,7 @@ def index_table(
         low = pd.Series((table["quality"] == "low").to_numpy(), index=frame.index)
     else:
         frame, low = _scored_quality(frame, low_quality_share, source, workers)
-    lesion = frame[table_labels.GRADE] > 0 if task == "grading" else frame[label_columns].any(axis=1)
+    lesion = frame[table_format.GRADE] > 0 if task == "grading" else frame[label_columns].any(axis=1)
     frame = _finish(frame, label_columns, low, lesion)
     meta = {"format": "table", "task": task, "label_columns": label_columns, "num_classes": classes}
     return frame, {**meta, "quality_source": LABELLED if "quality" in table.columns else quality.SOURCE}
@@ -473,7 +472,12 @@ def _label_counts(part: pd.DataFrame, meta: Mapping[str, Any]) -> dict[str, int]
     return {name: int(part[name].sum()) for name in meta["label_columns"]}
 
 
-INDEXERS = {"eyeq": index_eyeq, "chestxray14": index_chestxray14, "table": index_table}
+# Each takes the root, its format's keys of the dataset's section, and the keyword arguments that build_index passes.
+INDEXERS: dict[str, Callable[..., tuple[pd.DataFrame, dict[str, Any]]]] = {
+    "eyeq": index_eyeq,
+    "chestxray14": index_chestxray14,
+    "table": index_table,
+}
 
 
 def build_index(

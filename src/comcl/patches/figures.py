@@ -2,7 +2,7 @@
 
 ``draw_windows``: sample images of each level with the detector's boxes that the patch stage kept
 (above ``conf``, off the field of view's rim; lesion levels) and the windows cut from them (dashed), drawn on the images as the patch stage cut them
-(resized to the store's ``image_size``); ``draw_mosaic``: patches of each level side by side.
+(resized to the store's ``input_size``); ``draw_mosaic``: patches of each level side by side.
 Samples are drawn with a seed, so the same store gives the same figure.
 """
 
@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from comcl.errors import DataError
 from comcl.images import CHANNELS, read_image, resize_square
 from comcl.io import read_table, save_figure
 from comcl.levels import LESION_LEVELS, LEVEL_NAMES, LEVELS
@@ -45,10 +46,10 @@ def run_patch_figures(
     frame, meta = read_table(index)
     boxes, _ = read_table(detections)
     cut = pd.read_parquet(store, columns=["image_id", "x0", "y0", "x1", "y1"])
-    on_rim = Counter()
+    on_rim: Counter[str] = Counter()
     for levels in json.loads(Path(summary).read_text())["per_split_level"].values():
         on_rim.update({level: cell["rim_detections_dropped"] for level, cell in levels.items()})
-    draw_windows(frame, meta, boxes, cut, read_store_metadata(store)["image_size"], params, windows, on_rim)
+    draw_windows(frame, meta, boxes, cut, read_store_metadata(store)["input_size"], params, windows, on_rim)
     draw_mosaic(store, mosaic, params["seed"])
 
 
@@ -57,13 +58,13 @@ def draw_windows(
     meta: dict[str, Any],
     detections: pd.DataFrame,
     store: pd.DataFrame,
-    image_size: int,
+    input_size: int,
     params: Mapping[str, Any],
     path: str | Path,
     on_rim: Mapping[str, int],
     per_level: int = 4,
 ) -> None:
-    """Rows: levels; columns: sample images that gave patches, resized to ``image_size`` as the patch
+    """Rows: levels; columns: sample images that gave patches, resized to ``input_size`` as the patch
     stage resized them, with the boxes it kept (solid) and windows (dashed); each lesion row says how many
     detections of its level the rim guard dropped (``on_rim``)."""
     rng = np.random.default_rng(params["seed"])
@@ -78,10 +79,12 @@ def draw_windows(
         chosen = _sample(with_patches[with_patches["level"] == level], per_level, rng)
         for ax, (_, record) in zip(row, chosen.iterrows(), strict=False):
             original = read_image(record["path"], CHANNELS[meta["modality"]])
-            image = resize_square(original, image_size)
+            if original is None:
+                raise DataError(f"cannot decode image {record['image_id']!r}", path=record["path"], hint="replace the file")
+            image = resize_square(original, input_size)
             ax.imshow(image.squeeze(), cmap="gray" if image.shape[2] == 1 else None)
             found = detections[detections["image_id"] == record["image_id"]]
-            found, _ = kept_boxes(image, scale_boxes(found, original.shape[1], original.shape[0], image_size), params)
+            found, _ = kept_boxes(image, scale_boxes(found, original.shape[1], original.shape[0], input_size), params)
             for box in found.itertuples():
                 ax.add_patch(
                     Rectangle((box.x1, box.y1), box.x2 - box.x1, box.y2 - box.y1, fill=False, lw=0.8, ec=colour[box.label])

@@ -1,7 +1,7 @@
 """The patch stage: lesion windows around detections (Omega), random windows in healthy images (RandC).
 
 Patches are cut at the scale that fine-tuning sees: from each image resized as fine-tuning resizes
-it (:func:`resize_square`, to ``image_size`` = ``finetune.input_size`` squares), the detector's boxes
+it (:func:`resize_square`, to ``input_size`` = ``finetune.input_size`` squares), the detector's boxes
 scaled into that frame. A lesion is then as many pixels wide in its patch as in the images the
 classifier is fine-tuned on (the paper: 128 px patches of 512 px images). Windows and boxes in the
 store are in that frame too. A box larger than a patch gets a window that holds it, resized to the
@@ -42,6 +42,12 @@ def scale_boxes(boxes: pd.DataFrame, width: int, height: int, size: int) -> pd.D
     return boxes.assign(x1=boxes["x1"] * x, x2=boxes["x2"] * x, y1=boxes["y1"] * y, y2=boxes["y2"] * y)
 
 
+def _window(values: np.ndarray) -> tuple[int, int, int, int]:
+    """One row ``x0, y0, x1, y1`` of an array of windows, as ints."""
+    x0, y0, x1, y1 = (int(v) for v in values)
+    return x0, y0, x1, y1
+
+
 def cut(image: np.ndarray, window: tuple[int, int, int, int], size: int) -> np.ndarray:
     """The ``size`` x ``size`` patch of ``window``: the window's pixels, resized when the window is larger."""
     x0, y0, x1, y1 = window
@@ -74,7 +80,7 @@ def lesion_rows(record: Mapping[str, Any], image: np.ndarray, boxes: pd.DataFram
                 image_id=record["image_id"],
                 split=record["split"],
                 level=record["level"],
-                window=tuple(int(v) for v in windows[i]),
+                window=_window(windows[i]),
                 box=(box.x1, box.y1, box.x2, box.y2),
                 score=float(box.score),
                 label=box.label,
@@ -98,7 +104,7 @@ def healthy_rows(record: Mapping[str, Any], image: np.ndarray, params: Mapping[s
             image_id=record["image_id"],
             split=record["split"],
             level=record["level"],
-            window=tuple(int(v) for v in windows[i]),
+            window=_window(windows[i]),
             box=None,
             score=None,
             label=None,
@@ -110,19 +116,19 @@ def healthy_rows(record: Mapping[str, Any], image: np.ndarray, params: Mapping[s
 
 
 def image_rows(
-    job: tuple[dict[str, Any], pd.DataFrame], params: Mapping[str, Any], image_size: int, channels: int
+    job: tuple[dict[str, Any], pd.DataFrame], params: Mapping[str, Any], input_size: int, channels: int
 ) -> tuple[dict[str, Any], list[PatchRow] | str, int]:
-    """The image's record, its patches cut from the image resized to ``image_size`` (or why the image cannot be
+    """The image's record, its patches cut from the image resized to ``input_size`` (or why the image cannot be
     used), and how many of its detections lay on the field of view's rim."""
     record, boxes = job
     image = read_image(record["path"], channels)
     if image is None:
         return record, "missing or undecodable", 0
     height, width = image.shape[:2]
-    image = resize_square(image, image_size)
+    image = resize_square(image, input_size)
     try:
         if record["level"] in LESION_LEVELS:
-            kept, on_rim = kept_boxes(image, scale_boxes(boxes, width, height, image_size), params)
+            kept, on_rim = kept_boxes(image, scale_boxes(boxes, width, height, input_size), params)
             return record, lesion_rows(record, image, kept, params), on_rim
         return record, healthy_rows(record, image, params), 0
     except ValueError as error:
@@ -133,7 +139,7 @@ def summarize_patches(
     store: pd.DataFrame,
     frame: pd.DataFrame,
     without: dict[str, list[str]],
-    image_size: int,
+    input_size: int,
     on_rim: Mapping[tuple[str, str], int],
 ) -> dict[str, Any]:
     """Patches per split and level, the detections dropped on the rim, and the images that gave no patch (listed,
@@ -142,7 +148,7 @@ def summarize_patches(
     images = frame.groupby(["split", "level"]).size()
     return {
         "patches": len(store),
-        "image_size": image_size,
+        "input_size": input_size,
         "per_split_level": {
             split: {
                 level: {
@@ -166,15 +172,15 @@ def run_patches(
     index: str | Path,
     detections: str | Path,
     params: Mapping[str, Any],
-    image_size: int,
+    input_size: int,
     store: str | Path,
     summary: str | Path,
     workers: int,
 ) -> dict[str, Any]:
-    """Write the patch store of one dataset version and its summary; patches cut from the images resized to ``image_size``."""
-    if params["size"] > image_size:
+    """Write the patch store of one dataset version and its summary; patches cut from the images resized to ``input_size``."""
+    if params["size"] > input_size:
         raise ValueError(
-            f"patches of {params['size']} px cannot be cut from images resized to {image_size} px: use a smaller patch size"
+            f"patches of {params['size']} px cannot be cut from images resized to {input_size} px: use a smaller patch size"
         )
     frame, meta = read_table(index)
     found, _ = read_table(detections)
@@ -184,11 +190,11 @@ def run_patches(
     # Built as the workers ask for them: one small frame per image in flight, not one per image.
     records = (dict(zip(columns, values, strict=True)) for values in frame[columns].itertuples(index=False, name=None))
     jobs = ((record, found.iloc[rows_of.get(record["image_id"], [])]) for record in records)
-    work = functools.partial(image_rows, params=params, image_size=image_size, channels=channels)
+    work = functools.partial(image_rows, params=params, input_size=input_size, channels=channels)
     without: dict[str, list[str]] = {"lesion": [], "healthy": []}
     on_rim: Counter[tuple[str, str]] = Counter()
     store_meta = {key: meta.get(key) for key in ("dataset", "proportion", "format", "modality", "task")}
-    store_meta |= {"params": dict(params), "image_size": image_size}
+    store_meta |= {"params": dict(params), "input_size": input_size}
     with PatchStoreWriter(store, params["size"], channels, store_meta, params["row_group_bytes"]) as writer:
         for record, rows, dropped in parallel_stream(work, jobs, len(frame), workers, desc="patches"):
             if isinstance(rows, str):
@@ -202,7 +208,7 @@ def run_patches(
             on_rim[record["split"], record["level"]] += dropped
             writer.add(rows)
     written = pd.read_parquet(store, columns=["split", "level", "label", "box_exceeds_patch"])
-    result = summarize_patches(written, frame, without, image_size, on_rim)
+    result = summarize_patches(written, frame, without, input_size, on_rim)
     for kind, names in without.items():
         if names:
             log.warning("%d %s images gave no patch (listed in %s)", len(names), kind, summary)
@@ -213,19 +219,3 @@ def run_patches(
     )
     write_json(summary, result)
     return result
-
-
-def check_levels(store_index: pd.DataFrame, levels: list[str], store: str | Path, split: str = "train") -> None:
-    """Fail before training when a level that training needs has no patch in ``split``."""
-    present = store_index[store_index["split"] == split]["level"].value_counts()
-    for level in levels:
-        if present.get(level, 0) == 0:
-            raise DataError(
-                f"level {level} has no patches in the {split} split",
-                path=store,
-                hint=(
-                    f"the training asks for level {level}: if the dataset version has images of that level, "
-                    "lower patches.conf (lesion levels) or patches.min_fov_coverage (healthy levels); "
-                    "otherwise leave the level out of this configuration's level pairs"
-                ),
-            )

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
@@ -98,7 +99,7 @@ def decode_patch(data: bytes | memoryview | np.ndarray, size: int, channels: int
 class PatchRow:
     """One patch as the patch stage produces it; ``box``, ``score`` and ``label`` are None for random crops.
 
-    ``window`` and ``box`` are in the frame of the image resized to the store's ``image_size``;
+    ``window`` and ``box`` are in the frame of the image resized to the store's ``input_size``;
     ``box_exceeds_patch``: the box is wider or taller than a patch, so its window is larger and was
     resized to the patch size.
     """
@@ -139,11 +140,13 @@ class PatchStoreWriter:
         self._context = self._open()
         return self._context.__enter__()
 
-    def __exit__(self, *exc_info: object) -> bool | None:
-        return self._context.__exit__(*exc_info)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> bool | None:
+        return self._context.__exit__(exc_type, exc, traceback)
 
     @contextmanager
-    def _open(self) -> Iterator[PatchStoreWriter]:
+    def _open(self) -> Iterator[Self]:
         schema = SCHEMA.with_metadata({METADATA_KEY: json.dumps(self._metadata).encode()})
         with atomic_path(self.path) as tmp:
             self._writer = pq.ParquetWriter(
@@ -196,6 +199,7 @@ class PatchStoreWriter:
         table = pa.table(
             {name: pa.array(values, field.type) for (name, values), field in zip(self._columns.items(), SCHEMA, strict=True)}
         )
+        assert self._writer is not None, "flushed only inside the with block"
         self._writer.write_table(table, row_group_size=table.num_rows)
         for values in self._columns.values():
             values.clear()
@@ -268,6 +272,7 @@ class PatchDataset(torch.utils.data.Dataset):
         if group in self._cache:
             self._cache.move_to_end(group)
             return self._cache[group]
+        assert self._file is not None, "opened with _pid"
         # Arrow's thread pool would add ~0.9 ms to the ~0.1 ms that reading one column of ~1 MiB takes.
         pixels = self._file.read_row_group(group, columns=["pixels"], use_threads=False).column(0).combine_chunks()
         _, offsets, data = pixels.buffers()
@@ -291,11 +296,11 @@ class PatchDataset(torch.utils.data.Dataset):
         return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        indices = np.asarray(indices, dtype=np.int64)
-        self._check(indices)
-        groups = np.searchsorted(self.row_group_starts, indices, side="right") - 1
+        wanted = np.asarray(indices, dtype=np.int64)
+        self._check(wanted)
+        groups = np.searchsorted(self.row_group_starts, wanted, side="right") - 1
         items = []
-        for i, group in zip((indices - self.row_group_starts[groups]).tolist(), groups.tolist(), strict=True):
+        for i, group in zip((wanted - self.row_group_starts[groups]).tolist(), groups.tolist(), strict=True):
             offsets, data = self._row_group(group)
             patch = decode_patch(data[offsets[i] : offsets[i + 1]], self.size, self.channels)
             items.append(patch if self.transform is None else self.transform(patch))

@@ -13,7 +13,7 @@ lesion boxes (:mod:`comcl.datasets.lesion_boxes`), this module measures, per spl
 
 The boxes are in pixels of the images as stored; they are carried into the frame of the indexed images
 through the square each preprocessed image was cut from (recorded in its file), and into the store's
-frame (``image_size`` squares) as the patch stage scales detections.
+frame (``input_size`` squares) as the patch stage scales detections.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def measure_image(
     truth: pd.DataFrame,
     windows: pd.DataFrame,
     params: Mapping[str, Any],
-    image_size: int,
+    input_size: int,
     channels: int,
 ) -> dict[str, int]:
     """One lesion image's counts: its lesions, detections above ``conf`` (true or not), what the rim guard dropped,
@@ -132,8 +132,8 @@ def measure_image(
     if image is None:
         raise DataError(f"cannot decode image {record['image_id']!r}", path=record["path"], hint="replace the file")
     height, width = image.shape[:2]
-    square = resize_square(image, image_size)
-    kept, _ = kept_boxes(square, scale_boxes(above, width, height, image_size), params)
+    square = resize_square(image, input_size)
+    kept, _ = kept_boxes(square, scale_boxes(above, width, height, input_size), params)
     dropped = ~above.index.isin(kept.index)
     return {
         "images": 1,
@@ -143,7 +143,7 @@ def measure_image(
         "rim_dropped": int(dropped.sum()),
         "rim_dropped_true": int((dropped & true).sum()),
         "patches": len(windows),
-        "patches_with_lesion": int(holds_lesion(windows, scale_boxes(truth, width, height, image_size)).sum()),
+        "patches_with_lesion": int(holds_lesion(windows, scale_boxes(truth, width, height, input_size)).sum()),
     }
 
 
@@ -155,7 +155,7 @@ def run_lesion_truth(
     boxes: str | Path,
     preprocessed: bool,
     params: Mapping[str, Any],
-    image_size: int,
+    input_size: int,
     output: str | Path,
 ) -> dict[str, Any]:
     """Write the detector's precision and recall and the lesion patches' purity of one dataset version."""
@@ -176,7 +176,7 @@ def run_lesion_truth(
             by_image.get(record["image_id"], empty),
             windows.iloc[windows_of.get(record["image_id"], [])],
             params,
-            image_size,
+            input_size,
             CHANNELS[meta["modality"]],
         )
         for key in ((record["split"], record["level"]), ("all", record["level"])):

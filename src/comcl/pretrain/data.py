@@ -57,7 +57,7 @@ class PatchSource:
         self.path = Path(path)
         self.frame = self.store.index
 
-    def load(self, indices: Sequence[int]) -> list[np.ndarray]:
+    def load(self, indices: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         return self.store.__getitems__(list(indices))
 
     def units(self, indices: np.ndarray) -> np.ndarray:
@@ -74,7 +74,7 @@ class ImageSource:
         self.size = size
         self.path = Path(path)
 
-    def load(self, indices: Sequence[int]) -> list[np.ndarray]:
+    def load(self, indices: Sequence[int] | np.ndarray) -> list[np.ndarray]:
         images = []
         for i in indices:
             record = self.frame.iloc[int(i)]
@@ -149,7 +149,8 @@ def uniforms(seed: int, rows: np.ndarray, count: int) -> np.ndarray:
     """(len(rows), count) uniforms in [0, 1), each a hash (splitmix64) of (seed, row, draw): a row's draws do not
     depend on which rows are drawn beside it (a process's shard, a chunk of a queue's fill), and cost no
     generator per row, as a view drawn on the device needs 36 of them."""
-    counters = np.asarray(rows, dtype=np.uint64)[:, None] * np.uint64(count) + np.arange(count, dtype=np.uint64)
+    # uint64 throughout (numpy's stubs would promote the sum to float64, which it is not).
+    counters: np.ndarray = np.asarray(rows, dtype=np.uint64)[:, None] * np.uint64(count) + np.arange(count, dtype=np.uint64)
     z = np.uint64(seed) + (counters + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)

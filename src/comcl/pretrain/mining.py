@@ -4,7 +4,7 @@ from (Eq. 3).
 Training starts with every negative and narrows to the hardest as ``K_t`` falls along a quarter cosine.
 Which anchors a step learns from is a named rule:
 
-- ``curriculum`` (the schema's default, ``spl.threshold`` in ``workflow/schemas/variant.schema.yaml``; the
+- ``curriculum`` (the schema's default, ``spl.rule`` in ``workflow/schemas/variant.schema.yaml``; the
   caller always names the rule, so this module holds no default of its own): self-paced learning as Kumar et
   al. (2010) mean it. The lowest-loss anchors are selected, and their share rises along the ``K_t`` schedule
   from ``min_fraction`` at the first step to every anchor at the last, so training starts from the easy

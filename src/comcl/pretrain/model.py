@@ -73,6 +73,12 @@ def projection_head(width: int, hidden: int, dim: int) -> nn.Module:
 class ContrastiveModel(nn.Module):
     """Query and momentum key encoders (backbone + head) and ``len(levels)`` queues of ``queue_size`` keys."""
 
+    # The buffers registered in __init__ (nn.Module's attribute lookup alone would type them Tensor | Module).
+    queues: Tensor
+    queue_images: Tensor
+    pointers: Tensor
+    filled: Tensor
+
     def __init__(
         self,
         arch: str,

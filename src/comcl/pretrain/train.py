@@ -84,7 +84,8 @@ def pairs_with_images(variant: Mapping[str, Any], index: Path, split: str) -> tu
     """
     frame, meta = read_table(index)
     present = set(frame.loc[frame["split"] == split, "level"])
-    kept, skipped = [], []
+    kept: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
     for pair in map(tuple, variant["pairs"]):
         (kept if all(present & set(variant["groups"][group]) for group in pair) else skipped).append(pair)
     for anchor, negative in skipped:
@@ -103,18 +104,18 @@ def _source(
 ) -> tuple[PatchSource | ImageSource, str, int]:
     """Where the variant's items come from, their modality (fundus or chest), and the side of the views fed to the encoder.
 
-    Patches (cut at the lesion scale) give views of ``input_size``. Whole images are seen at the lesion
-    scale too, resized to ``lesion_scale`` (fine-tuning's input size), and give views of ``image_size``
-    (paper 224), as MoCo crops its views from the whole image: squeezing them to the patch size would
+    Patches (cut at the lesion scale) give views of ``view_size``. Whole images are seen at the lesion
+    scale too, resized to ``input_size`` (fine-tuning's, ``finetune.input_size``), and give views of
+    ``image_view_size`` (paper 224), as MoCo crops its views from the whole image: squeezing them to the patch size would
     leave a microaneurysm under a pixel.
     """
     if variant["source"] == "patches":
         if store is None:
             raise ValueError(f"variant {variant['name']!r} trains on patches: give it the patch store")
         source = PatchSource(store)
-        return source, source.store.metadata["modality"], params["input_size"]
+        return source, source.store.metadata["modality"], params["view_size"]
     frame, meta = read_table(index)
-    return ImageSource(frame, meta, params["lesion_scale"], index), meta["modality"], params["image_size"]
+    return ImageSource(frame, meta, params["input_size"], index), meta["modality"], params["image_view_size"]
 
 
 def initial_weights(params: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor] | None, str]:
@@ -212,8 +213,8 @@ def _pair_loss(
     processes, which the averaging of the gradients undoes.
     """
     every = distributed.all_gather(losses.detach())
-    rule = spl["threshold"] if spl["enabled"] else "none"
-    selected, guarded = select_anchors(every, k_t, spl["min_fraction"], rule, delta)
+    rule, min_fraction = (spl["rule"], spl["min_fraction"]) if spl["enabled"] else ("none", 0.0)
+    selected, guarded = select_anchors(every, k_t, min_fraction, rule, delta)
     whole, objective = self_paced_loss(every, selected, k_t)
     mine = selected[distributed.shard(len(every))]
     part = torch.where(mine, losses, torch.zeros_like(losses)).sum() / max(1, int(selected.sum())) * distributed.world_size()
@@ -360,7 +361,8 @@ def pretrain(
     optimizer = build_optimizer(model, params["lr"], params["weight_decay"])
     cuda = device.type == "cuda"
     if cuda:
-        model = model.to(memory_format=torch.channels_last)
+        # torch's overloads of Module.to leave out the memory_format keyword that it documents and takes.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     # Where the views are made is part of what a run sees: a run never resumes with the other path's views.
     stamp = run_stamp({"variant": variant, "params": params, "views": "device" if on_device else "loader"}, sized=[source.path])

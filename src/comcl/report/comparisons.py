@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -194,14 +194,17 @@ def _seed_draws(seeds: int, replicates: int, seed: int) -> np.ndarray:
     return np.bincount(drawn.ravel(), minlength=replicates * seeds).reshape(replicates, seeds).astype(np.float64)
 
 
-class _Evaluated:
+K = TypeVar("K", bound=Hashable)
+
+
+class _Evaluated(Generic[K]):
     """The metrics of some runs on one test set, on all images and on each bootstrap replicate of the images (the
     same draws for every run), so that a run compared many times is evaluated once."""
 
     def __init__(
         self,
         truth: np.ndarray,
-        runs: Mapping[Hashable, np.ndarray],
+        runs: Mapping[K, np.ndarray],
         task: str,
         replicates: int,
         seed: int,
@@ -213,7 +216,7 @@ class _Evaluated:
         self.images = int(np.asarray(truth).shape[0])
         once = np.ones((1, self.images))
         self.full = {key: _metrics(*pair, task, once, threshold) for key, pair in checked.items()}
-        chunks: dict[Hashable, list[dict[str, np.ndarray]]] = {key: [] for key in runs}
+        chunks: dict[K, list[dict[str, np.ndarray]]] = {key: [] for key in runs}
         for weights in _image_draws(self.images, replicates, seed):
             for key, (labels, scores) in checked.items():
                 chunks[key].append(_metrics(labels, scores, task, weights, threshold))
@@ -223,7 +226,7 @@ class _Evaluated:
         }
         self.replicates, self.seed = replicates, seed
 
-    def paired(self, ours: Sequence[Hashable], theirs: Sequence[Hashable], metric: str) -> dict[str, Any]:
+    def paired(self, ours: Sequence[K], theirs: Sequence[K], metric: str) -> dict[str, Any]:
         """The paired difference of ``metric`` between the runs ``ours[k]`` and ``theirs[k]`` (one pair per common
         seed, in the order given)."""
         mine = np.array([self.full[a][metric][0] for a in ours])

@@ -23,6 +23,6 @@ def table_context(configuration: Mapping[str, Any], versions: Sequence[str], pat
         "finetune": {
             key: finetune[key] for key in ("epochs", "input_size", "batch_size", "loss", "optimizer", "lr", "cosine", "balanced")
         },
-        "pretrain": {key: pretrain[key] for key in ("arch", "epochs", "steps", "batch_size", "input_size")},
+        "pretrain": {key: pretrain[key] for key in ("arch", "epochs", "steps", "batch_size", "view_size")},
         "file": str(path),
     }

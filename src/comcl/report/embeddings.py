@@ -88,7 +88,7 @@ def sample_patches(
 
 @torch.no_grad()
 def embed(
-    encoder: nn.Module, store: PatchDataset, positions: Sequence[int] | np.ndarray, input_size: int, batch_size: int = 64
+    encoder: nn.Module, store: PatchDataset, positions: Sequence[int] | np.ndarray, view_size: int, batch_size: int = 64
 ) -> np.ndarray:
     """(N, width) float32 features of the patches at ``positions``, each seen as at pretraining: resized, normalised."""
     encoder.eval()
@@ -98,9 +98,9 @@ def embed(
     for start in range(0, len(positions), batch_size):
         batch = []
         for position in positions[start : start + batch_size].tolist():
-            patch = cv2.resize(store[position], (input_size, input_size), interpolation=cv2.INTER_AREA)
+            patch = cv2.resize(store[position], (view_size, view_size), interpolation=cv2.INTER_AREA)
             # cv2 drops the channel axis of a one-channel patch; to_input wants it back.
-            batch.append(to_input(patch.reshape(input_size, input_size, -1)))
+            batch.append(to_input(patch.reshape(view_size, view_size, -1)))
         features.append(encoder(torch.from_numpy(np.stack(batch)).to(device)).float().cpu())
     return torch.cat(features).numpy()
 
@@ -170,7 +170,7 @@ def run_tsne(
     store: str | Path,
     encoders: Mapping[str, str | Path],
     arch: str,
-    input_size: int,
+    view_size: int,
     per_level: int,
     seed: int,
     figure: str | Path,
@@ -192,7 +192,7 @@ def run_tsne(
     panels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     result: dict[str, Any] = {}
     for label, path in encoders.items():
-        features = embed(load_encoder(path, arch), dataset, positions, input_size)
+        features = embed(load_encoder(path, arch), dataset, positions, view_size)
         panels[label] = (tsne_2d(features, seed), levels)
         result[label] = {"silhouette": level_silhouette(features, levels), "patches": counts}
         log.info("%s: %d patches embedded, silhouette of levels %s", label, len(positions), result[label]["silhouette"])

@@ -467,8 +467,9 @@ def _row_span(c: _Canvas, side: int, y: float) -> tuple[float, float]:
     xs = p0[crossing, 0] + f * (p1[crossing, 0] - p0[crossing, 0])
     medial, lateral = (xs.max(), xs.min()) if side == _RIGHT else (xs.min(), xs.max())
     probe = np.linspace(medial, lateral, 64)
-    right, left = _mediastinal_borders(c.anatomy, np.float64(y))
-    free = (_ellipse(probe, np.float64(y), c.geometry.heart) > 1.0) & ((probe < right) | (probe > left))
+    height = np.asarray(y, dtype=np.float64)  # 0-d: the helpers take arrays of heights, and give float64 scalars for it
+    right, left = _mediastinal_borders(c.anatomy, height)
+    free = (_ellipse(probe, height, c.geometry.heart) > 1.0) & ((probe < right) | (probe > left))
     if free.any():
         medial = float(probe[np.argmax(free)])
     return medial, lateral

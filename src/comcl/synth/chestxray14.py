@@ -28,8 +28,8 @@ from comcl.datasets.lesion_boxes import LESION_BOXES_FILE, write_lesion_boxes
 from comcl.degrade.chest import degrade_chest, random_chest_kinds
 from comcl.io import save_image
 from comcl.parallel import item_seeds, parallel_map
+from comcl.splits import chest_test_patients
 from comcl.synth.chest import render_chest
-from comcl.synth.patients import chest_test_patients
 
 FIELD_OF_VIEW_MM = 360.0
 

@@ -29,9 +29,9 @@ from comcl.datasets.lesion_boxes import LESION_BOXES_FILE, write_lesion_boxes
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus
 from comcl.io import save_image
 from comcl.parallel import item_seeds, parallel_map
+from comcl.splits import eyeq_patients
 from comcl.synth.fundus import render_fundus
 from comcl.synth.grading import DR_GRADES, grade_from_counts, sample_lesion_counts
-from comcl.synth.patients import eyeq_patients
 
 SPLITS = ("train", "test")
 

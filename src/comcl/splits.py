@@ -1,5 +1,7 @@
-"""How many training patients the index holds out for validation: one rule for the index stage and
-for the workflow's load-time check. Standard library only: the workflow imports this module while it parses."""
+"""How many patients each split gets: the validation share the index holds out of the training patients, and how
+the synthetic generators give out patients. One rule each for the stage that splits and for the workflow's
+load-time checks, which know a split's patients before it exists. Standard library only: the workflow imports this
+module while it parses."""
 
 from __future__ import annotations
 
@@ -27,3 +29,13 @@ def validation_problem(patients: int, share: float) -> tuple[str, str] | None:
     if patients < 2:
         return problem, "the train split needs at least 2 patients, one for training and one for validation: use more data"
     return problem, f"set index.val_share between {1 / patients:.3g} and {(patients - 1) / patients:.3g}, or use more patients"
+
+
+def eyeq_patients(images: int) -> int:
+    """EyeQ patients of a split of ``images``: both eyes of each, the last one alone for an odd count."""
+    return (images + 1) // 2
+
+
+def chest_test_patients(patients: int, share: float) -> int:
+    """ChestX-ray14 patients in the test list: about ``share``, at least one, and at least one left for training."""
+    return min(patients - 1, max(1, round(share * patients)))

@@ -25,7 +25,6 @@ import yaml
 from comcl.errors import DataError
 from comcl.finetune.results import DETAIL, SPLITS, TASK_METRICS, read_metrics
 from comcl.io import atomic_path, write_text
-from comcl.plan import TABLES
 
 FORMATS = ("csv", "md", "tex", "html")
 RUN_COLUMNS = ("dataset", "version", "method", "seed", "task", "metric", "value", "init")
@@ -119,6 +118,10 @@ def _layout() -> dict[str, Any]:
     return yaml.safe_load(resources.files("comcl.report").joinpath("published.yaml").read_text(encoding="utf-8"))
 
 
+# The tables, numbered in published.yaml's order: table1, table2, table3.
+TABLES: tuple[str, ...] = tuple(_layout()["tables"])
+
+
 def _load(run: Mapping[str, Any]) -> dict[str, Any]:
     hint = (
         f"rerun the fine-tuning of {run['dataset']}/{run['version']}/{run['method']} seed {run['seed']}: "
@@ -141,13 +144,6 @@ def _frame(loaded: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]) -> pd.Dat
         for metric in TASK_METRICS[document["task"]]
     ]
     return pd.DataFrame(records, columns=list(RUN_COLUMNS)).astype({"seed": "int64", "value": "float64"})
-
-
-def collect(runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per run and metric (columns :data:`RUN_COLUMNS`) from each run's metrics.json; ``runs`` are dicts with
-    dataset, version, method, seed and metrics (the file's path). An undefined metric is NaN. A file that is missing
-    or malformed raises :class:`DataError` naming it."""
-    return _frame([(run, _load(run)) for run in runs])
 
 
 def _init_kind(inits: Iterable[str]) -> str:
@@ -309,7 +305,9 @@ def _table(key: str, results: _Results) -> tuple[_View, pd.DataFrame]:
             elif (dataset, row.method) in results.scratch:
                 label = f"{label} {DAGGER}"
                 flags.add("dagger")
-            done = _level_pairs(results.variants[row.method]) if row.method in results.variants else set()
+            done = (
+                _level_pairs(results.variants[row.method]) if row.method is not None and row.method in results.variants else set()
+            )
             lines.setdefault(row.group, []).append(_Line(label, tuple(pair in done for pair in pairs), tuple(cells)))
         blocks.append(
             _Block(
@@ -534,11 +532,11 @@ def _notes(
         f"Configuration: seeds {', '.join(map(str, context['seeds']))}; fine-tuning {finetune['epochs']} epochs, "
         f"input {finetune['input_size']} px, batch {finetune['batch_size']}, {finetune['optimizer']} lr {finetune['lr']}"
         f"{' cosine' if finetune['cosine'] else ''}, grading by {loss}{balanced}; "
-        f"pretraining {pretrain['arch']}, {budget}, batch {pretrain['batch_size']}, input {pretrain['input_size']} px."
+        f"pretraining {pretrain['arch']}, {budget}, batch {pretrain['batch_size']}, views {pretrain['view_size']} px."
     )
     if context.get("file"):
         configuration += f" Every setting: {context['file']}."
-    first: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+    first: dict[str, dict[str, dict[str, int]]] = {}
     for run, document in loaded:
         first.setdefault(run["dataset"], {}).setdefault(run["version"], document["sizes"])
     lines = [configuration]

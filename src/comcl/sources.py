@@ -27,7 +27,6 @@ COCO_EXPORT = (
     "export COCO JSON from your labelling tool (CVAT: Actions > Export dataset > COCO 1.0; Label Studio: "
     "Export > COCO; Roboflow: Export > COCO JSON)"
 )
-TABLE_LABELS = "labels.csv"
 
 
 @dataclass(frozen=True)
@@ -169,7 +168,7 @@ def _idrid(source: Mapping[str, Any]) -> list[Need]:
 
 def _table(source: Mapping[str, Any]) -> list[Need]:
     """Data of your own: only its label file is checked here; the index checks every image it names."""
-    labels = resolve(source["root"], source.get("labels") or TABLE_LABELS)
+    labels = resolve(source["root"], source["labels"])
     if labels.is_file():
         return []
     findings = ", ".join(source.get("findings") or []) or "one 0/1 column per finding"
