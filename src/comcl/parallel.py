@@ -12,6 +12,8 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from comcl.threads import one_thread_per_worker
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -29,7 +31,7 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int, d
     if workers == 1:
         return list(bar(map(function, items)))
     chunksize = max(1, len(items) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=one_thread_per_worker) as pool:
         return list(bar(pool.map(function, items, chunksize=chunksize)))
 
 
@@ -46,7 +48,7 @@ def parallel_stream(
                 yield function(item)
                 bar.update()
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=one_thread_per_worker) as pool:
             pending: deque = deque()
             for item in items:
                 pending.append(pool.submit(function, item))

@@ -35,6 +35,7 @@ from comcl.devices import detector_device
 from comcl.errors import DataError
 from comcl.io import read_table, write_table
 from comcl.levels import LESION_LEVELS
+from comcl.threads import limit_threads, one_thread_per_worker
 
 if TYPE_CHECKING:
     from mmdet.models.detectors import BaseDetector
@@ -136,7 +137,9 @@ def detect(
     """All detections (above the model's own score floor) on ``images`` (columns image_id, path, split, level, line),
     each image padded to ``aspect`` (:func:`training_aspect`) and its boxes clipped to it."""
     dataset = _Images(images["path"].tolist(), meta["scale"], aspect)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate, worker_init_fn=one_thread_per_worker
+    )
     rows = []
     for indices, data in tqdm(loader, desc="detect", unit="batch", mininterval=1.0, disable=None):
         for index, item in zip(indices, data, strict=True):
@@ -172,7 +175,7 @@ def run_detect(
 ) -> pd.DataFrame:
     """Detections on the lesion images of ``index``, written to ``detections`` (Parquet)."""
     device = detector_device(params["device"], "detect.device")
-    torch.set_num_threads(max(1, threads))
+    limit_threads(threads)
     frame, meta = read_table(index)
     classes = coco_classes(annotations)
     model, detector_meta = load_detector(checkpoint, model_file, classes, device)

@@ -33,6 +33,7 @@ from comcl.curves import draw_training_curves
 from comcl.detector.annotations import coco_classes
 from comcl.devices import detector_device
 from comcl.io import atomic_path, write_json
+from comcl.threads import limit_threads
 from comcl.weights import fetch_weights
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def train_detector(
     The device, ``params["device"]``, is checked first: see :func:`comcl.devices.detector_device`."""
     device = detector_device(params["device"], "detector.device")
     log.info("device: %s", device)
-    torch.set_num_threads(max(1, threads))
+    limit_threads(threads)
     model_file, work_dir = Path(model_file), Path(work_dir)
     classes = coco_classes(annotations["train"])
     backbone = fetch_weights(params["pretrained"])

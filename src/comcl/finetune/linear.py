@@ -36,6 +36,7 @@ from comcl.finetune.data import ImageDataset
 from comcl.finetune.model import build_classifier
 from comcl.finetune.train import evaluate
 from comcl.io import read_table, write_json, write_table
+from comcl.threads import limit_threads
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -136,7 +137,7 @@ def linear_evaluation(
     scratch, once per seed of ``params["seeds"]``, or imagenet, once) on the index; write the metrics
     (method -> seed -> test metrics; seed "all" for an encoder, which no seed changes) and the test
     probabilities (method, seed, image_id, p_* per row; seed empty for an encoder)."""
-    torch.set_num_threads(max(1, threads))
+    limit_threads(threads)
     frame, meta = read_table(index)
     frames = {split: frame[frame["split"] == split].reset_index(drop=True) for split in SPLITS}
     if any(part.empty for part in frames.values()):

@@ -39,6 +39,7 @@ from comcl.finetune.model import build_classifier, save_classifier
 from comcl.finetune.objective import Objective
 from comcl.io import atomic_path, read_table, write_json, write_table
 from comcl.schedule import learning_rate
+from comcl.threads import limit_threads, one_thread_per_worker
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -56,7 +57,9 @@ def predict(
     """
     model.eval()
     shard = torch.utils.data.Subset(dataset, range(len(dataset))[distributed.shard(len(dataset))])
-    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        shard, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=one_thread_per_worker
+    )
     outputs = []
     for images, _ in loader:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -194,7 +197,9 @@ def _train_loader(
         sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
     batches = list(torch.utils.data.BatchSampler(sampler, params["batch_size"], drop_last=len(dataset) > params["batch_size"]))
     shards = [batch[distributed.shard(len(batch))] for batch in batches]
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=shards, num_workers=workers, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=shards, num_workers=workers, pin_memory=device.type == "cuda", worker_init_fn=one_thread_per_worker
+    )
     return loader, batches
 
 
@@ -313,7 +318,7 @@ def finetune(
     instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
     Returns the metrics (what the main process writes; ``None`` in the other processes).
     """
-    torch.set_num_threads(max(1, distributed.per_process(threads)))
+    limit_threads(distributed.per_process(threads))
     index, work_dir = Path(index), Path(work_dir)
     encoder = None if encoder is None else Path(encoder)
     frame, meta = read_table(index)

@@ -54,6 +54,7 @@ from comcl.pretrain.loss import multilevel_loss
 from comcl.pretrain.mining import negatives_at, select_anchors, self_paced_loss
 from comcl.pretrain.model import ContrastiveModel, read_imagenet
 from comcl.schedule import learning_rate
+from comcl.threads import limit_threads, one_thread_per_worker
 from comcl.weights import IMAGENET_URLS, fetch_weights
 
 log = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ def pretrain(
     instead (on CPU, gloo processes: how the tests check that the result does not depend on it).
     Returns the summary (what the main process writes; ``None`` in the other processes).
     """
-    torch.set_num_threads(max(1, distributed.per_process(threads)))
+    limit_threads(distributed.per_process(threads))
     check_variant(variant)
     index, work_dir = Path(index), Path(work_dir)
     pairs, skipped = pairs_with_images(variant, index, params["split"])
@@ -392,6 +393,7 @@ def pretrain(
         num_workers=loader_workers(params["workers"], threads),
         pin_memory=cuda,
         persistent_workers=False,
+        worker_init_fn=one_thread_per_worker,
     )
     model.train()
     bar = tqdm(

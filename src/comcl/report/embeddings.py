@@ -33,6 +33,7 @@ from comcl.io import save_figure, write_json
 from comcl.levels import LEVEL_NAMES, LEVELS
 from comcl.patches.store import PatchDataset
 from comcl.pretrain.model import backbone
+from comcl.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def run_tsne(
     """
     if not encoders:
         raise ValueError("run_tsne needs at least one encoder")
-    torch.set_num_threads(max(1, threads))
+    limit_threads(threads)
     dataset = PatchDataset(store)
     positions = sample_patches(dataset.index, per_level, seed, source=store)
     # The writer numbers patches in the order it stores them: patch_id is the row of the index.
