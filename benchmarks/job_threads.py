@@ -16,6 +16,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
@@ -29,7 +30,7 @@ from cli import positive_int, print_footer
 
 from comcl.degrade.fundus import FUNDUS_DEGRADATION_TYPES, degrade_fundus
 from comcl.synth.fundus import EYES, LESION_KINDS, render_fundus
-from comcl.threads import one_thread_per_worker
+from comcl.threads import forking_workers, one_thread_per_worker
 
 
 def photograph(index: int, size: int, seed: int) -> int:
@@ -42,13 +43,15 @@ def photograph(index: int, size: int, seed: int) -> int:
     return cv2.getNumThreads()
 
 
-def timed_pool(
-    work: Callable[[int], int], images: int, workers: int, initializer: Callable[[], None] | None
-) -> tuple[float, set[int]]:
-    """Seconds to map ``work`` over ``images`` items on a fresh pool (its start included, as a job's), and the
-    OpenCV thread counts its workers saw."""
+def timed_pool(work: Callable[[int], int], images: int, workers: int, limited: bool) -> tuple[float, set[int]]:
+    """Seconds to map ``work`` over ``images`` items on a fresh pool (its start included, as a job's), its workers
+    held to one thread as ``comcl.parallel`` starts them or, not ``limited``, as they were before; and the OpenCV
+    thread counts its workers saw."""
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers, initializer=initializer) as pool:
+    with (
+        forking_workers() if limited else contextlib.nullcontext(),
+        ProcessPoolExecutor(max_workers=workers, initializer=one_thread_per_worker if limited else None) as pool,
+    ):
         threads = set(pool.map(work, range(images), chunksize=max(1, images // (workers * 8))))
     return time.perf_counter() - start, threads
 
@@ -63,16 +66,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     wall_start, load_before = time.perf_counter(), os.getloadavg()[0]
     work = functools.partial(photograph, size=args.size, seed=args.seed)
-    kinds = {
-        "OpenCV's default threads per worker (before)": None,
-        "one thread per worker (one_thread_per_worker)": one_thread_per_worker,
-    }
-    seconds: dict[str, list[float]] = {label: [] for label in kinds}
-    seen: dict[str, set[int]] = {label: set() for label in kinds}
-    timed_pool(work, args.workers, args.workers, None)  # warm the page cache and the imports of the workers
+    pools = {"OpenCV's default threads per worker (before)": False, "one thread per worker (comcl.threads)": True}
+    seconds: dict[str, list[float]] = {label: [] for label in pools}
+    seen: dict[str, set[int]] = {label: set() for label in pools}
+    timed_pool(work, args.workers, args.workers, False)  # warm the page cache and the imports of the workers
     for _ in range(args.repeats):
-        for label, initializer in kinds.items():
-            took, threads = timed_pool(work, args.images, args.workers, initializer)
+        for label, limited in pools.items():
+            took, threads = timed_pool(work, args.images, args.workers, limited)
             seconds[label].append(took)
             seen[label] |= threads
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from comcl.threads import one_thread_per_worker
+from comcl.threads import forking_workers, one_thread_per_worker
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,7 +31,7 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int, d
     if workers == 1:
         return list(bar(map(function, items)))
     chunksize = max(1, len(items) // (workers * 8))
-    with ProcessPoolExecutor(max_workers=workers, initializer=one_thread_per_worker) as pool:
+    with forking_workers(), ProcessPoolExecutor(max_workers=workers, initializer=one_thread_per_worker) as pool:
         return list(bar(pool.map(function, items, chunksize=chunksize)))
 
 
@@ -48,7 +48,7 @@ def parallel_stream(
                 yield function(item)
                 bar.update()
             return
-        with ProcessPoolExecutor(max_workers=workers, initializer=one_thread_per_worker) as pool:
+        with forking_workers(), ProcessPoolExecutor(max_workers=workers, initializer=one_thread_per_worker) as pool:
             pending: deque = deque()
             for item in items:
                 pending.append(pool.submit(function, item))
